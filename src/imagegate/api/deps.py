@@ -1,0 +1,59 @@
+"""Request-scoped dependencies, as ``Annotated`` aliases the routes take as parameters."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from imagegate.services.accounts import Principal
+from imagegate.services.container import Services
+
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_api_key = APIKeyHeader(
+    name="Authorization",
+    auto_error=False,
+    description="the API key, raw or as 'Bearer <key>'",
+)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_principal(
+    services: ServicesDep, authorization: Annotated[str | None, Depends(_api_key)]
+) -> Principal:
+    return await services.accounts.authenticate(authorization)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_base_url(request: Request, services: ServicesDep) -> str:
+    """The URL clients reach this server by: the configured public base URL, else what a
+    proxy says in X-Forwarded-*, else the request's own."""
+    settings = services.settings
+    if settings.public_base_url:
+        return settings.public_base_url
+    root = request.scope.get("root_path", "").rstrip("/")
+    headers = request.headers
+    if settings.trust_forwarded_headers:
+        host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+        proto = headers.get("x-forwarded-proto", "").split(",")[0].strip()
+        prefix = headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
+        if host and not _HOST.match(host):
+            host = ""
+        if host or proto:
+            scheme = proto if proto in ("http", "https") else request.url.scheme
+            return f"{scheme}://{host or request.url.netloc}{prefix}{root}"
+    return f"{request.url.scheme}://{request.url.netloc}{root}"
+
+
+BaseUrlDep = Annotated[str, Depends(get_base_url)]

@@ -1,0 +1,130 @@
+"""The model registry: which routes exist, which tasks they take, which backend runs them.
+
+Loaded from TOML once at start. Every problem is reported with the file, the entry and
+the rule, because a server that starts with a half-read registry is worse than one that
+refuses to start.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from imagegate.errors import NotFoundError
+
+TASKS = ("text-to-image", "image-to-image", "edit")
+# Names of the backends that ship; anything else must be a "package.module:Class" path.
+BUILTIN_BACKENDS: dict[str, str] = {
+    "mock": "imagegate.backends.mock:MockBackend",
+    "diffusers": "imagegate.backends.diffusers:DiffusersBackend",
+}
+_ROUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class RegistryError(Exception):
+    def __init__(self, path: Path | str, entry: str | None, problem: str) -> None:
+        where = f'{path}: models."{entry}"' if entry else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    backend: str
+    tasks: list[str] = Field(min_length=1)
+    delay_ms: int = Field(default=0, ge=0)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    route: str
+    backend: str
+    tasks: tuple[str, ...]
+    delay_ms: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend_path(self) -> str:
+        return BUILTIN_BACKENDS.get(self.backend, self.backend)
+
+
+@dataclass(frozen=True)
+class Registry:
+    routes: dict[str, RouteSpec]
+    source: str = ""
+
+    def lookup(self, route: str, task: str) -> RouteSpec:
+        spec = self.routes.get(route)
+        if spec is None:
+            raise NotFoundError(f"model {route!r} not found")
+        if task not in spec.tasks:
+            raise NotFoundError(
+                f"task {task!r} not found for model {route!r}; it serves: {', '.join(spec.tasks)}"
+            )
+        return spec
+
+
+def default_registry_path() -> Path:
+    return Path(str(resources.files("imagegate").joinpath("models.toml")))
+
+
+def _first_problem(error: ValidationError) -> str:
+    item = error.errors()[0]
+    where = ".".join(str(p) for p in item["loc"])
+    return f"{where}: {item['msg']}" if where else item["msg"]
+
+
+def parse_registry(text: str, path: Path | str) -> Registry:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(path, None, f"not valid TOML: {exc}") from exc
+    models = document.get("models")
+    if not isinstance(models, dict) or not models:
+        raise RegistryError(path, None, 'no [models."owner/name"] tables')
+    routes: dict[str, RouteSpec] = {}
+    for route, raw in models.items():
+        if not _ROUTE.match(route):
+            raise RegistryError(path, route, "route must look like owner/name")
+        if not isinstance(raw, dict):
+            raise RegistryError(path, route, "must be a table")
+        try:
+            entry = _Entry.model_validate(raw)
+        except ValidationError as exc:
+            raise RegistryError(path, route, _first_problem(exc)) from exc
+        unknown = [t for t in entry.tasks if t not in TASKS]
+        if unknown:
+            raise RegistryError(
+                path, route, f"unknown task {unknown[0]!r}; known: {', '.join(TASKS)}"
+            )
+        if entry.backend not in BUILTIN_BACKENDS and not _IMPORT_PATH.match(entry.backend):
+            raise RegistryError(
+                path,
+                route,
+                f"unknown backend {entry.backend!r}; use {', '.join(BUILTIN_BACKENDS)} "
+                "or a 'package.module:Class' path",
+            )
+        routes[route] = RouteSpec(
+            route=route,
+            backend=entry.backend,
+            tasks=tuple(entry.tasks),
+            delay_ms=entry.delay_ms,
+            options=dict(entry.model_extra or {}),
+        )
+    return Registry(routes=routes, source=str(path))
+
+
+def load_registry(path: Path | None = None) -> Registry:
+    path = path or default_registry_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(path, None, f"cannot be read: {exc.strerror or exc}") from exc
+    return parse_registry(text, path)

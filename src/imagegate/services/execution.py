@@ -1,0 +1,101 @@
+"""The worker's side of a job: claim, keep the lease, read inputs, finish exactly once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from imagegate.domain.jobs import MAX_ATTEMPTS, Job
+from imagegate.queue import leases
+from imagegate.services.clock import Clock
+from imagegate.services.media import MediaService
+from imagegate.services.signals import JobSignals
+from imagegate.settings import Settings
+from imagegate.store.engine import Database
+
+log = logging.getLogger("imagegate.execution")
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        media: MediaService,
+        signals: JobSignals,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.media = media
+        self.signals = signals
+        self.clock = clock
+
+    async def claim(self, worker_id: str) -> Job | None:
+        """The next job to run, or None. A job whose worker died mid-run comes back here
+        once its lease lapses; after MAX_ATTEMPTS such deaths it is failed instead, so one
+        poisonous request cannot crash workers forever."""
+        while True:
+            async with self.db.write() as conn:
+                job = await leases.claim_next(conn, worker_id, self.clock(), self.settings.lease_s)
+            if job is None:
+                return None
+            if job.attempts <= MAX_ATTEMPTS:
+                self.signals.job_changed(job.id)
+                return job
+            await self.fail(
+                job,
+                worker_id,
+                f"the worker stopped {MAX_ATTEMPTS} times while running this job",
+                execution_ms=0,
+            )
+
+    async def heartbeat(self, job: Job, worker_id: str) -> bool:
+        async with self.db.write() as conn:
+            return await leases.heartbeat(
+                conn, job.id, worker_id, self.clock(), self.settings.lease_s
+            )
+
+    async def references(self, job: Job) -> list[bytes]:
+        return [await self.media.blobs.get(key) for key in job.reference_keys]
+
+    async def complete(
+        self,
+        job: Job,
+        worker_id: str,
+        files: Sequence[bytes],
+        *,
+        extension: str,
+        nsfw: Sequence[bool],
+        inference_ms: int,
+        execution_ms: int,
+    ) -> bool:
+        keys = [f"outputs/{job.id}/{index}.{extension}" for index in range(len(files))]
+        for key, data in zip(keys, files, strict=True):
+            await self.media.blobs.put(key, data)
+        async with self.db.write() as conn:
+            done = await leases.complete(
+                conn,
+                job.id,
+                worker_id,
+                outputs=keys,
+                nsfw=nsfw,
+                execution_ms=execution_ms,
+                inference_ms=inference_ms,
+                now=self.clock(),
+            )
+        if not done:
+            # Cancelled, or the lease passed to another worker: its result is not ours to keep.
+            for key in keys:
+                await self.media.blobs.delete(key)
+            log.info("result discarded: job no longer held", extra={"prediction_id": job.id})
+        self.signals.job_changed(job.id)
+        return done
+
+    async def fail(self, job: Job, worker_id: str, error: str, *, execution_ms: int) -> bool:
+        async with self.db.write() as conn:
+            done = await leases.fail(
+                conn, job.id, worker_id, error=error, execution_ms=execution_ms, now=self.clock()
+            )
+        self.signals.job_changed(job.id)
+        return done

@@ -1,0 +1,180 @@
+"""The prediction use cases the API exposes: submit, read, wait, list, cancel."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from collections.abc import Sequence
+
+import anyio
+
+from imagegate.domain.ids import new_prediction_id
+from imagegate.domain.jobs import CANCELLED_ERROR, Job, JobStatus
+from imagegate.domain.registry import Registry
+from imagegate.domain.requests import build_params, check_prompt, check_webhook, resolve_seed
+from imagegate.domain.sizes import output_size
+from imagegate.errors import BadRequestError, NotFoundError
+from imagegate.services.accounts import Principal
+from imagegate.services.clock import Clock, epoch, to_store_time
+from imagegate.services.media import MediaService
+from imagegate.services.safe_fetch import UnsafeURLError, check_url
+from imagegate.services.signals import JobSignals
+from imagegate.settings import Settings
+from imagegate.store import jobs as repo
+from imagegate.store.engine import Database
+from imagegate.wire import GenerationRequest, ListQuery, Prediction, PredictionUrls, Timings
+
+log = logging.getLogger("imagegate.predictions")
+
+SYNC_TIMEOUT_ERROR = "Sync mode timed out; poll urls.get for the result"
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+class PredictionService:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        registry: Registry,
+        media: MediaService,
+        signals: JobSignals,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.media = media
+        self.signals = signals
+        self.clock = clock
+
+    async def submit(
+        self, principal: Principal, route: str, task: str, request: GenerationRequest
+    ) -> Job:
+        spec = self.registry.lookup(route, task)
+        check_prompt(request, self.settings.max_prompt_length)
+        if request.webhook:
+            check_webhook(request.webhook)
+            try:
+                await check_url(request.webhook, self.media.fetch_policy)
+            except UnsafeURLError as exc:
+                raise BadRequestError(f"webhook: {exc}") from exc
+        if task in ("image-to-image", "edit") and not request.images:
+            raise BadRequestError(f"images: task {task!r} needs at least one reference image")
+
+        job_id = new_prediction_id()
+        references = await self.media.store_references(job_id, list(request.images or ()))
+        first = (references[0].info.width, references[0].info.height) if references else None
+        params = build_params(
+            request,
+            seed=resolve_seed(request.seed),
+            size=output_size(request.aspect_ratio, request.resolution, first),
+        )
+        try:
+            async with self.db.write() as conn:
+                await repo.insert_job(
+                    conn,
+                    job_id=job_id,
+                    account_id=principal.account_id,
+                    route=spec.route,
+                    task=task,
+                    params=params,
+                    reference_keys=[r.key for r in references],
+                    now=self.clock(),
+                )
+                job = await repo.get_job(conn, job_id)
+        except BaseException:
+            for ref in references:
+                if ref.key.startswith(f"refs/{job_id}/"):
+                    await self.media.blobs.delete(ref.key)
+            raise
+        assert job is not None
+        log.info("prediction submitted", extra={"prediction_id": job_id, "route": route})
+        self.signals.work_available()
+        if request.enable_sync_mode:
+            job = await self.wait_for(job, self.settings.sync_mode_timeout)
+        return job
+
+    async def get(self, principal: Principal, job_id: str) -> Job:
+        async with self.db.read() as conn:
+            job = await repo.get_job(conn, job_id)
+        # Someone else's job is reported exactly like a missing one, so ids leak nothing.
+        if job is None or job.account_id != principal.account_id:
+            raise NotFoundError(f"prediction {job_id!r} not found")
+        return job
+
+    async def wait_for(self, job: Job, timeout: float) -> Job:
+        """The job once it has ended, or as it stands when ``timeout`` runs out."""
+        with anyio.move_on_after(timeout):
+            while not job.is_terminal:
+                await self.signals.wait_job_changed(job.id, self.settings.poll_interval_s)
+                async with self.db.read() as conn:
+                    fresh = await repo.get_job(conn, job.id)
+                if fresh is not None:
+                    job = fresh
+        return job
+
+    async def wait(self, principal: Principal, job_id: str, timeout: float) -> Job:
+        job = await self.get(principal, job_id)
+        return await self.wait_for(job, min(timeout, self.settings.max_wait_s))
+
+    async def list(self, principal: Principal, query: ListQuery) -> tuple[list[Job], int]:
+        async with self.db.read() as conn:
+            return await repo.list_jobs(
+                conn,
+                principal.account_id,
+                offset=(query.page - 1) * query.page_size,
+                limit=query.page_size,
+                status=query.status,
+                route=query.model,
+                created_after=to_store_time(query.created_after),
+                created_before=to_store_time(query.created_before),
+            )
+
+    async def cancel(self, principal: Principal, job_id: str) -> Job:
+        await self.get(principal, job_id)
+        async with self.db.write() as conn:
+            cancelled = await repo.cancel_job(conn, job_id, CANCELLED_ERROR, self.clock())
+            job = await repo.get_job(conn, job_id)
+        assert job is not None
+        if not cancelled:
+            raise BadRequestError(f"prediction {job_id!r} has already ended ({job.status})")
+        log.info("prediction cancelled", extra={"prediction_id": job_id})
+        self.signals.job_changed(job_id)
+        return job
+
+    async def to_wire(self, job: Job, base_url: str, *, sync_timed_out: bool = False) -> Prediction:
+        outputs = await self._output_refs(job, base_url)
+        error = job.error
+        if sync_timed_out and not job.is_terminal:
+            error = SYNC_TIMEOUT_ERROR
+        return Prediction(
+            id=job.id,
+            model=job.route,
+            outputs=outputs,
+            urls=PredictionUrls(get=f"{base_url}/api/v3/predictions/{job.id}/result"),
+            status=job.status.value,
+            error=error,
+            executionTime=job.execution_ms,
+            timings=Timings(inference=job.inference_ms),
+            has_nsfw_contents=list(job.nsfw),
+            created_at=job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+
+    async def _output_refs(self, job: Job, base_url: str) -> list[str]:
+        if job.status != JobStatus.COMPLETED:
+            return []
+        if job.params.base64_output:
+            mime = _MIME[job.params.output_format]
+            return [
+                f"data:{mime};base64,{base64.b64encode(data).decode()}"
+                for data in await self._read_all(job.outputs)
+            ]
+        # Links expire a fixed time after the job finished, so every read of the same job
+        # returns the same URLs (cacheable, comparable) rather than ever-new ones.
+        finished = job.finished_at or job.created_at
+        expires = self.media.expiry_from(math.ceil(epoch(finished)))
+        return [self.media.file_url(base_url, key, expires) for key in job.outputs]
+
+    async def _read_all(self, keys: Sequence[str]) -> list[bytes]:
+        return [await self.media.blobs.get(key) for key in keys]

@@ -1,0 +1,64 @@
+"""The one configuration object, read from ``IMAGEGATE_*`` environment variables.
+
+Nothing builds a ``Settings`` at import time: the entry point (``imagegate serve`` or a test)
+constructs it and passes it down, so two apps with different settings can share a process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGEGATE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./imagegate-data"), description="SQLite file, outputs")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default SQLite under data_dir"
+    )
+    models: Path | None = Field(default=None, description="model registry TOML; default ships")
+    public_base_url: str | None = Field(
+        default=None, description="base URL clients use, e.g. https://img.example.com"
+    )
+    trust_forwarded_headers: bool = Field(
+        default=True, description="build absolute URLs from X-Forwarded-Proto/Host"
+    )
+    secret_key: str | None = Field(
+        default=None, description="signs file URLs; default: generated once under data_dir"
+    )
+
+    max_prompt_length: int = Field(default=4000, ge=1)
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    allow_private_urls: bool = False
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+
+    sync_mode_timeout: float = Field(default=60.0, ge=0)
+    max_wait_s: float = Field(default=60.0, ge=0, description="cap on ?wait= long-poll reads")
+    file_url_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    run_worker: bool = Field(default=True, description="run the in-process worker in serve")
+    worker_concurrency: int = Field(default=1, ge=1)
+    lease_s: float = Field(
+        default=30.0, gt=0, description="a claim lapses this long after its last heartbeat"
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'imagegate.db').resolve()}"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "files"

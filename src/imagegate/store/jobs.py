@@ -1,0 +1,122 @@
+"""Reads and writes of the predictions table. Functions take a connection and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from imagegate.domain.jobs import Job, JobStatus
+from imagegate.domain.requests import JobParams
+from imagegate.store.tables import predictions
+
+
+def row_to_job(row: RowMapping) -> Job:
+    return Job(
+        id=row["id"],
+        account_id=row["account_id"],
+        route=row["route"],
+        task=row["task"],
+        status=JobStatus(row["status"]),
+        params=JobParams.from_json(row["params"]),
+        reference_keys=tuple(row["reference_keys"] or ()),
+        outputs=tuple(row["outputs"] or ()),
+        nsfw=tuple(row["nsfw"] or ()),
+        error=row["error"],
+        execution_ms=row["execution_ms"],
+        inference_ms=row["inference_ms"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        lease_owner=row["lease_owner"],
+    )
+
+
+async def insert_job(
+    conn: AsyncConnection,
+    *,
+    job_id: str,
+    account_id: str,
+    route: str,
+    task: str,
+    params: JobParams,
+    reference_keys: Sequence[str],
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(predictions).values(
+            id=job_id,
+            account_id=account_id,
+            route=route,
+            task=task,
+            status=JobStatus.CREATED.value,
+            params=params.to_json(),
+            reference_keys=list(reference_keys),
+            outputs=[],
+            nsfw=[],
+            error=None,
+            execution_ms=0,
+            inference_ms=0,
+            attempts=0,
+            created_at=now,
+        )
+    )
+
+
+async def get_job(conn: AsyncConnection, job_id: str) -> Job | None:
+    row = (await conn.execute(select(predictions).where(predictions.c.id == job_id))).mappings()
+    first = row.first()
+    return row_to_job(first) if first else None
+
+
+async def list_jobs(
+    conn: AsyncConnection,
+    account_id: str,
+    *,
+    offset: int,
+    limit: int,
+    status: str | None = None,
+    route: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> tuple[list[Job], int]:
+    conditions: list[Any] = [predictions.c.account_id == account_id]
+    if status:
+        conditions.append(predictions.c.status == status)
+    if route:
+        conditions.append(predictions.c.route == route)
+    if created_after:
+        conditions.append(predictions.c.created_at >= created_after)
+    if created_before:
+        conditions.append(predictions.c.created_at < created_before)
+    total = (
+        await conn.execute(select(func.count()).select_from(predictions).where(*conditions))
+    ).scalar_one()
+    rows = (
+        await conn.execute(
+            select(predictions)
+            .where(*conditions)
+            .order_by(predictions.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    ).mappings()
+    return [row_to_job(r) for r in rows], int(total)
+
+
+async def cancel_job(conn: AsyncConnection, job_id: str, error: str, now: datetime) -> bool:
+    """Fail a job that has not ended; False if it already had."""
+    result = await conn.execute(
+        update(predictions)
+        .where(
+            predictions.c.id == job_id,
+            predictions.c.status.in_([JobStatus.CREATED.value, JobStatus.PROCESSING.value]),
+        )
+        .values(status=JobStatus.FAILED.value, error=error, finished_at=now, lease_owner=None)
+    )
+    return result.rowcount == 1

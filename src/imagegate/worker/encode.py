@@ -1,0 +1,26 @@
+"""Images to file bytes, at settings chosen for speed (outputs are served once or twice)."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+def encode(image: Image.Image, output_format: str) -> bytes:
+    buffer = io.BytesIO()
+    if output_format == "png":
+        image.save(buffer, "PNG", compress_level=1)
+    elif output_format == "jpeg":
+        image.convert("RGB").save(buffer, "JPEG", quality=92)
+    else:
+        image.save(buffer, "WEBP", quality=92, method=2)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")

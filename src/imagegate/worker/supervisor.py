@@ -1,0 +1,163 @@
+"""The in-process worker: claim a job, keep its lease alive, run the backend off the event
+loop, encode off the event loop, finish with a compare-and-set.
+
+A job whose worker dies (the process is killed) keeps its lease until it lapses; then any
+worker claims it again, so an accepted job is never lost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+import socket
+import time
+from functools import partial
+from typing import Any
+
+import anyio
+
+from imagegate.backends.base import GenerationInput, ProgressCallback
+from imagegate.domain.jobs import Job
+from imagegate.domain.registry import RouteSpec
+from imagegate.services.container import Services
+from imagegate.worker.encode import EXTENSIONS, decode, encode
+
+log = logging.getLogger("imagegate.worker")
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback inside the backend to stop a cancelled job."""
+
+
+def load_backend(spec: RouteSpec) -> Any:
+    module_name, _, class_name = spec.backend_path.partition(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    return backend_class(spec)
+
+
+def _job_log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
+    return logging.LoggerAdapter(log, {"prediction_id": job.id, "route": job.route})
+
+
+class Worker:
+    def __init__(self, services: Services, *, concurrency: int | None = None) -> None:
+        self.services = services
+        self.concurrency = concurrency or services.settings.worker_concurrency
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._backends: dict[str, Any] = {}
+        self._backend_lock = anyio.Lock()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(self.concurrency):
+                group.start_soon(self._slot)
+
+    async def _slot(self) -> None:
+        execution = self.services.execution
+        while True:
+            try:
+                job = await execution.claim(self.id)
+            except Exception:
+                # A database hiccup must not kill the worker; the next round retries.
+                log.exception("claim failed")
+                job = None
+            if job is None:
+                await self.services.signals.wait_for_work(self.services.settings.poll_interval_s)
+                continue
+            await self.run_job(job)
+
+    async def _backend(self, spec: RouteSpec) -> Any:
+        async with self._backend_lock:
+            backend = self._backends.get(spec.route)
+            if backend is None:
+                backend = await anyio.to_thread.run_sync(load_backend, spec)
+                self._backends[spec.route] = backend
+            return backend
+
+    async def _keep_lease(self, job: Job, cancelled: anyio.Event) -> None:
+        interval = self.services.settings.lease_s / 3
+        while True:
+            await anyio.sleep(interval)
+            try:
+                held = await self.services.execution.heartbeat(job, self.id)
+            except Exception:
+                _job_log(job).exception("heartbeat failed")
+                continue
+            if not held:
+                cancelled.set()
+                return
+
+    async def run_job(self, job: Job) -> None:
+        jlog = _job_log(job)
+        jlog.info("job started (attempt %d)", job.attempts)
+        started = time.perf_counter()
+        cancelled = anyio.Event()
+
+        def progress(step: int, total: int) -> None:
+            if cancelled.is_set():
+                raise JobCancelled()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._keep_lease, job, cancelled)
+            try:
+                await self._execute(job, progress, started)
+            except JobCancelled:
+                jlog.info("job stopped: cancelled or no longer held")
+            except Exception as exc:
+                jlog.exception("job failed")
+                await self.services.execution.fail(
+                    job,
+                    self.id,
+                    f"generation failed: {exc}",
+                    execution_ms=_ms_since(started),
+                )
+            finally:
+                group.cancel_scope.cancel()
+
+    async def _execute(self, job: Job, progress: ProgressCallback, started: float) -> None:
+        spec = self.services.registry.lookup(job.route, job.task)
+        backend = await self._backend(spec)
+        raw_refs = await self.services.execution.references(job)
+        references = [await anyio.to_thread.run_sync(decode, data) for data in raw_refs]
+        params = job.params
+        request = GenerationInput(
+            task=job.task,
+            prompt=params.prompt,
+            n=params.n,
+            width=params.width,
+            height=params.height,
+            seed=params.seed,
+            negative_prompt=params.negative_prompt,
+            references=references,
+        )
+        inference_start = time.perf_counter()
+        images = await anyio.to_thread.run_sync(backend.generate, request, progress)
+        inference_ms = _ms_since(inference_start)
+        if len(images) != params.n or any(
+            image.size != (params.width, params.height) for image in images
+        ):
+            raise RuntimeError(
+                f"backend returned {[image.size for image in images]}, "
+                f"expected {params.n} x {params.width}x{params.height}"
+            )
+        files = [
+            await anyio.to_thread.run_sync(partial(encode, image, params.output_format))
+            for image in images
+        ]
+        done = await self.services.execution.complete(
+            job,
+            self.id,
+            files,
+            extension=EXTENSIONS[params.output_format],
+            nsfw=[False] * len(files),
+            inference_ms=inference_ms,
+            execution_ms=_ms_since(started),
+        )
+        if done:
+            _job_log(job).info("job completed in %d ms", _ms_since(started))
+
+
+def _ms_since(start: float) -> int:
+    return round((time.perf_counter() - start) * 1000)
