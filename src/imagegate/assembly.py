@@ -17,11 +17,17 @@ from imagegate.worker.supervisor import Worker
 
 @asynccontextmanager
 async def in_process_worker(services: Services) -> AsyncIterator[None]:
+    worker = Worker(services)
     async with anyio.create_task_group() as group:
-        group.start_soon(Worker(services).run)
+        group.start_soon(worker.run)
         try:
             yield
         finally:
+            # Let jobs in hand finish (bounded); one cut off here is not lost: its lease
+            # lapses and a worker runs it again.
+            worker.stop()
+            with anyio.move_on_after(services.settings.shutdown_grace_s, shield=True):
+                await worker.stopped.wait()
             group.cancel_scope.cancel()
 
 

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         default=30.0, gt=0, description="a claim lapses this long after its last heartbeat"
     )
+    shutdown_grace_s: float = Field(default=10.0, ge=0, description="wait for running jobs on stop")
     poll_interval_s: float = Field(default=0.5, gt=0)
 
     @field_validator("public_base_url")

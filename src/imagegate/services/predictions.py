@@ -103,20 +103,27 @@ class PredictionService:
             raise NotFoundError(f"prediction {job_id!r} not found")
         return job
 
-    async def wait_for(self, job: Job, timeout: float) -> Job:
-        """The job once it has ended, or as it stands when ``timeout`` runs out."""
-        with anyio.move_on_after(timeout):
-            while not job.is_terminal:
-                await self.signals.wait_job_changed(job.id, self.settings.poll_interval_s)
-                async with self.db.read() as conn:
-                    fresh = await repo.get_job(conn, job.id)
-                if fresh is not None:
-                    job = fresh
+    async def wait_for(self, job: Job, limit_s: float) -> Job:
+        """The job once it has ended, or as it stands when ``limit_s`` runs out."""
+        # Only the sleep is bounded, never a database read: a cancel in mid-query would
+        # tear the connection down instead of returning it to the pool.
+        deadline = anyio.current_time() + limit_s
+        while not job.is_terminal:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                break
+            await self.signals.wait_job_changed(
+                job.id, min(remaining, self.settings.poll_interval_s)
+            )
+            async with self.db.read() as conn:
+                fresh = await repo.get_job(conn, job.id)
+            if fresh is not None:
+                job = fresh
         return job
 
-    async def wait(self, principal: Principal, job_id: str, timeout: float) -> Job:
+    async def wait(self, principal: Principal, job_id: str, limit_s: float) -> Job:
         job = await self.get(principal, job_id)
-        return await self.wait_for(job, min(timeout, self.settings.max_wait_s))
+        return await self.wait_for(job, min(limit_s, self.settings.max_wait_s))
 
     async def list(self, principal: Principal, query: ListQuery) -> tuple[list[Job], int]:
         async with self.db.read() as conn:

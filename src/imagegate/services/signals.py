@@ -19,12 +19,12 @@ class JobSignals:
         for event in self._job_waiters.pop(job_id, []):
             event.set()
 
-    async def wait_job_changed(self, job_id: str, timeout: float) -> None:
+    async def wait_job_changed(self, job_id: str, limit_s: float) -> None:
         event = anyio.Event()
         waiters = self._job_waiters.setdefault(job_id, [])
         waiters.append(event)
         try:
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(limit_s):
                 await event.wait()
         finally:
             if event in waiters:
@@ -35,8 +35,8 @@ class JobSignals:
     def work_available(self) -> None:
         self._work.set()
 
-    async def wait_for_work(self, timeout: float) -> None:
-        with anyio.move_on_after(timeout):
+    async def wait_for_work(self, limit_s: float) -> None:
+        with anyio.move_on_after(limit_s):
             await self._work.wait()
         # Every idle worker wakes on one event; they race for the claim and the losers
         # go back to sleep, which is cheap at a handful of workers per process.

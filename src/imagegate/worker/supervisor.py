@@ -48,17 +48,30 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._backends: dict[str, Any] = {}
         self._backend_lock = anyio.Lock()
+        self._stopping = False
+        self.stopped = anyio.Event()
 
     async def run(self) -> None:
-        async with anyio.create_task_group() as group:
-            for _ in range(self.concurrency):
-                group.start_soon(self._slot)
+        try:
+            async with anyio.create_task_group() as group:
+                for _ in range(self.concurrency):
+                    group.start_soon(self._slot)
+        finally:
+            self.stopped.set()
+
+    def stop(self) -> None:
+        """Claim nothing more; jobs in hand run to their end."""
+        self._stopping = True
+        self.services.signals.work_available()
 
     async def _slot(self) -> None:
         execution = self.services.execution
-        while True:
+        while not self._stopping:
             try:
-                job = await execution.claim(self.id)
+                # Shielded: a cancel in the middle of a transaction would leave the
+                # connection to be torn down instead of rolled back or committed.
+                with anyio.CancelScope(shield=True):
+                    job = await execution.claim(self.id)
             except Exception:
                 # A database hiccup must not kill the worker; the next round retries.
                 log.exception("claim failed")
@@ -81,7 +94,8 @@ class Worker:
         while True:
             await anyio.sleep(interval)
             try:
-                held = await self.services.execution.heartbeat(job, self.id)
+                with anyio.CancelScope(shield=True):
+                    held = await self.services.execution.heartbeat(job, self.id)
             except Exception:
                 _job_log(job).exception("heartbeat failed")
                 continue

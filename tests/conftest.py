@@ -1,0 +1,143 @@
+"""Shared fixtures: a fresh database per test (SQLite always, PostgreSQL when
+IMAGEGATE_TEST_POSTGRES_URL is set), Settings built directly, and an in-process app.
+
+PostgreSQL isolation: the session migrates one template database; each test clones it
+(``CREATE DATABASE … TEMPLATE``, fast) under a random name and drops it afterwards, so
+parallel runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from imagegate.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+POSTGRES_URL = os.environ.get("IMAGEGATE_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _admin_dsn() -> str:
+    url = make_url(POSTGRES_URL)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _pg_execute(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_admin_dsn())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _async_url(database: str) -> str:
+    url = make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated database that every PostgreSQL test clones."""
+    if not POSTGRES_URL:
+        pytest.skip("IMAGEGATE_TEST_POSTGRES_URL is not set; PostgreSQL tests need a server")
+    from imagegate.store.engine import Database
+    from imagegate.store.migrate import upgrade
+
+    name = f"imagegate_tmpl_{secrets.token_hex(4)}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}"'))
+
+    async def migrate() -> None:
+        db = Database(_async_url(name))
+        try:
+            await upgrade(db.engine)
+        finally:
+            await db.dispose()
+
+    asyncio.run(migrate())
+    yield name
+    asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'imagegate.db'}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"imagegate_test_{secrets.token_hex(6)}"
+    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield _async_url(name)
+    asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        allow_private_urls=True,
+        poll_interval_s=0.05,
+        sync_mode_timeout=10,
+        secret_key="test-secret",
+    )
+
+
+class Api:
+    """An in-process app (lifespan running, in-process worker on) and a key for it."""
+
+    def __init__(self, client: httpx.AsyncClient, key: str, services: object) -> None:
+        self.client = client
+        self.key = key
+        self.services = services
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": self.key}
+
+    async def submit(
+        self,
+        body: object,
+        route: str = "kwaivgi/kling-image-o1",
+        task: str = "text-to-image",
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        return await self.client.post(
+            f"/api/v3/{route}/{task}", json=body, headers={**self.auth, **(headers or {})}
+        )
+
+    async def result(self, prediction_id: str, wait: float = 10) -> dict[str, object]:
+        response = await self.client.get(
+            f"/api/v3/predictions/{prediction_id}/result", params={"wait": wait},
+            headers=self.auth,
+        )
+        assert response.status_code == 200, response.text
+        data: dict[str, object] = response.json()["data"]
+        return data
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    from imagegate.assembly import build_app
+
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        new = await services.accounts.create_key("test")
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Api(client, new.token, services)
