@@ -85,14 +85,31 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+SLOW_REGISTRY = (
+    '[models."kwaivgi/kling-image-o1"]\nbackend = "mock"\n'
+    'tasks = ["text-to-image", "image-to-image"]\ndelay_ms = 1500\n'
+)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings_override(request: pytest.FixtureRequest) -> str:
+    """Parametrize indirectly with "slow" for a registry whose mock jobs take 1.5 s."""
+    return getattr(request, "param", "")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, settings_override: str) -> Settings:
+    models = None
+    if settings_override == "slow":
+        models = tmp_path / "models.toml"
+        models.write_text(SLOW_REGISTRY)
     return Settings(
+        models=models,
+        sync_mode_timeout=0.2 if settings_override == "slow" else 10,
         data_dir=tmp_path / "data",
         database_url=database_url,
         allow_private_urls=True,
         poll_interval_s=0.05,
-        sync_mode_timeout=10,
         secret_key="test-secret",
     )
 

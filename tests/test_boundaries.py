@@ -1,0 +1,32 @@
+"""Architecture rules that a reviewer would otherwise have to remember."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_api_app_and_wire_do_not_import_torch_and_start_fast() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter();"
+        "import imagegate.assembly, imagegate.wire, imagegate.cli.main;"
+        "elapsed = time.perf_counter() - t;"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules];"
+        "print(heavy, elapsed)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "[]", out
+
+
+def test_import_layers_hold() -> None:
+    lint = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run(
+        [str(lint), str(ROOT / "pyproject.toml")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
