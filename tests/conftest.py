@@ -139,7 +139,8 @@ class Api:
 
     async def result(self, prediction_id: str, wait: float = 10) -> dict[str, object]:
         response = await self.client.get(
-            f"/api/v3/predictions/{prediction_id}/result", params={"wait": wait},
+            f"/api/v3/predictions/{prediction_id}/result",
+            params={"wait": wait},
             headers=self.auth,
         )
         assert response.status_code == 200, response.text

@@ -27,6 +27,8 @@ def test_import_layers_hold() -> None:
     lint = Path(sys.executable).parent / "lint-imports"
     result = subprocess.run(
         [str(lint), str(ROOT / "pyproject.toml")],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr

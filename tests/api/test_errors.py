@@ -21,8 +21,13 @@ def _envelope(response: object, status: int, code: int | None = None) -> str:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": ""}, {"Authorization": "nonsense"}, {"Authorization": "Bearer "},
-     {"Authorization": "ig_0000000000000000_wrong"}],
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "nonsense"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "ig_0000000000000000_wrong"},
+    ],
 )
 async def test_missing_or_unknown_key_is_401(api: Api, headers: dict[str, str]) -> None:
     response = await api.client.post(
@@ -148,7 +153,7 @@ async def test_unexpected_failure_is_500_with_correlation_id_and_no_trace(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
-    api.services.predictions.list = broken  # type: ignore[attr-defined]
+    api.services.predictions.list_jobs = broken  # type: ignore[attr-defined]
     response = await api.client.get("/api/v3/predictions", headers=api.auth)
     message = _envelope(response, 500)
     correlation_id = response.json()["data"]["correlation_id"]

@@ -35,8 +35,13 @@ async def test_list_post_form_and_filters(api: Api) -> None:
     done = (await api.submit({"prompt": "a", "enable_sync_mode": True})).json()["data"]["id"]
     response = await api.client.post(
         "/api/v3/predictions",
-        json={"page": 1, "page_size": 10, "status": "completed",
-              "model": "kwaivgi/kling-image-o1", "created_after": "2000-01-01T00:00:00Z"},
+        json={
+            "page": 1,
+            "page_size": 10,
+            "status": "completed",
+            "model": "kwaivgi/kling-image-o1",
+            "created_after": "2000-01-01T00:00:00Z",
+        },
         headers=api.auth,
     )
     items = response.json()["data"]["items"]
@@ -87,17 +92,13 @@ async def test_long_poll_gives_up_after_wait_with_the_job_unfinished(api: Api) -
 @pytest.mark.parametrize("settings_override", ["slow"], indirect=True)
 async def test_cancel_fails_a_running_job_and_it_stays_failed(api: Api) -> None:
     job_id = (await api.submit({"prompt": "x"})).json()["data"]["id"]
-    response = await api.client.post(
-        f"/api/v3/predictions/{job_id}/cancel", headers=api.auth
-    )
+    response = await api.client.post(f"/api/v3/predictions/{job_id}/cancel", headers=api.auth)
     assert response.status_code == 200
     assert response.json()["data"]["status"] == "failed"
     assert response.json()["data"]["error"] == "cancelled"
     final = await api.result(job_id, wait=3)
     assert final["status"] == "failed" and final["outputs"] == []
-    again = await api.client.post(
-        f"/api/v3/predictions/{job_id}/cancel", headers=api.auth
-    )
+    again = await api.client.post(f"/api/v3/predictions/{job_id}/cancel", headers=api.auth)
     assert again.status_code == 400
 
 

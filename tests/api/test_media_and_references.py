@@ -50,7 +50,8 @@ def image_server() -> Iterator[str]:
 async def test_binary_upload_gives_a_download_url_serving_the_bytes(api: Api) -> None:
     data = png()
     response = await api.client.post(
-        "/api/v3/media/upload/binary", files={"file": ("ref.png", data, "image/png")},
+        "/api/v3/media/upload/binary",
+        files={"file": ("ref.png", data, "image/png")},
         headers=api.auth,
     )
     assert response.status_code == 200, response.text
@@ -63,7 +64,8 @@ async def test_binary_upload_gives_a_download_url_serving_the_bytes(api: Api) ->
 
 async def test_upload_that_is_not_an_image_is_400(api: Api) -> None:
     response = await api.client.post(
-        "/api/v3/media/upload/binary", files={"file": ("a.png", b"not a png", "image/png")},
+        "/api/v3/media/upload/binary",
+        files={"file": ("a.png", b"not a png", "image/png")},
         headers=api.auth,
     )
     assert response.status_code == 400
@@ -73,7 +75,8 @@ async def test_upload_that_is_not_an_image_is_400(api: Api) -> None:
 async def test_upload_over_the_cap_is_413(api: Api) -> None:
     cap = api.services.settings.max_upload_bytes  # type: ignore[attr-defined]
     response = await api.client.post(
-        "/api/v3/media/upload/binary", files={"file": ("big.png", b"0" * (cap + 1), "image/png")},
+        "/api/v3/media/upload/binary",
+        files={"file": ("big.png", b"0" * (cap + 1), "image/png")},
         headers=api.auth,
     )
     assert response.status_code == 413
@@ -97,8 +100,9 @@ async def test_ticket_flow_put_then_download(api: Api) -> None:
     assert ticket.status_code == 200, ticket.text
     body = ticket.json()["data"]
     assert body["upload"]["method"] == "PUT"
-    put = await api.client.put(body["upload"]["url"], content=data,
-                               headers=body["upload"]["headers"])
+    put = await api.client.put(
+        body["upload"]["url"], content=data, headers=body["upload"]["headers"]
+    )
     assert put.status_code == 200, put.text
     assert (await api.client.get(body["download_url"])).content == data
 
@@ -123,7 +127,8 @@ async def test_file_link_with_tampered_key_or_expiry_is_404(api: Api) -> None:
 
 async def test_uploaded_file_works_as_reference_and_auto_takes_its_aspect(api: Api) -> None:
     upload = await api.client.post(
-        "/api/v3/media/upload/binary", files={"file": ("ref.png", png((90, 160)), "image/png")},
+        "/api/v3/media/upload/binary",
+        files={"file": ("ref.png", png((90, 160)), "image/png")},
         headers=api.auth,
     )
     url = upload.json()["data"]["download_url"]
@@ -138,19 +143,27 @@ async def test_uploaded_file_works_as_reference_and_auto_takes_its_aspect(api: A
 
 async def test_data_uri_reference_is_accepted(api: Api) -> None:
     uri = "data:image/png;base64," + base64.b64encode(png((200, 100))).decode()
-    data = (await api.submit(
-        {"prompt": "x", "images": [uri], "aspect_ratio": "auto", "enable_sync_mode": True}
-    )).json()["data"]
+    data = (
+        await api.submit(
+            {"prompt": "x", "images": [uri], "aspect_ratio": "auto", "enable_sync_mode": True}
+        )
+    ).json()["data"]
     assert data["status"] == "completed"
     image = Image.open(io.BytesIO((await api.client.get(data["outputs"][0])).content))
     assert image.size == (1440, 720)  # 2:1
 
 
 async def test_http_reference_is_fetched_and_checked(api: Api, image_server: str) -> None:
-    data = (await api.submit(
-        {"prompt": "x", "images": [f"{image_server}/tall.png"], "aspect_ratio": "auto",
-         "enable_sync_mode": True}
-    )).json()["data"]
+    data = (
+        await api.submit(
+            {
+                "prompt": "x",
+                "images": [f"{image_server}/tall.png"],
+                "aspect_ratio": "auto",
+                "enable_sync_mode": True,
+            }
+        )
+    ).json()["data"]
     assert data["status"] == "completed"
 
 

@@ -1,4 +1,4 @@
-"""Submit, then read: the happy paths of SPEC §1–3 on the mock backend."""
+"""Submit, then read: the happy paths of SPEC §1-3 on the mock backend."""
 
 from __future__ import annotations
 
@@ -70,8 +70,13 @@ async def test_sync_mode_answers_with_the_finished_job(api: Api) -> None:
 
 async def test_base64_output_gives_data_uris_in_the_asked_format(api: Api) -> None:
     response = await api.submit(
-        {"prompt": "x", "enable_sync_mode": True, "enable_base64_output": True,
-         "output_format": "jpeg", "aspect_ratio": "1:1"}
+        {
+            "prompt": "x",
+            "enable_sync_mode": True,
+            "enable_base64_output": True,
+            "output_format": "jpeg",
+            "aspect_ratio": "1:1",
+        }
     )
     data = response.json()["data"]
     uri = data["outputs"][0]
@@ -81,14 +86,14 @@ async def test_base64_output_gives_data_uris_in_the_asked_format(api: Api) -> No
 
 
 async def test_webp_output_format(api: Api) -> None:
-    data = (await api.submit({"prompt": "x", "output_format": "webp", "enable_sync_mode": True}))
+    data = await api.submit({"prompt": "x", "output_format": "webp", "enable_sync_mode": True})
     image = await _png(api, data.json()["data"]["outputs"][0])
     assert image.format == "WEBP"
 
 
 async def test_same_seed_same_pixels_other_seed_other_pixels(api: Api) -> None:
     async def pixels(seed: int) -> bytes:
-        data = (await api.submit({"prompt": "p", "seed": seed, "enable_sync_mode": True}))
+        data = await api.submit({"prompt": "p", "seed": seed, "enable_sync_mode": True})
         return (await _png(api, data.json()["data"]["outputs"][0])).tobytes()
 
     assert await pixels(7) == await pixels(7)

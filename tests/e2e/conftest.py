@@ -62,10 +62,11 @@ class ServerProcess:
         *,
         models: str = DEFAULT_MODELS,
         env: Mapping[str, str] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        self.data_dir = root / "data"
+        self.data_dir = data_dir or root / "data"
         self.database_url = database_url
         self.models_path = root / "models.toml"
         self.models_path.write_text(models, encoding="utf-8")
@@ -229,13 +230,17 @@ class ServerFactory:
         *,
         models: str = DEFAULT_MODELS,
         env: Mapping[str, str] | None = None,
+        data_dir: Path | None = None,
         start: bool = True,
     ) -> ServerProcess:
+        """A server on this test's database; pass another server's ``data_dir`` to run a
+        second process beside it on the same storage."""
         server = ServerProcess(
             self.tmp_path / f"server{len(self.servers)}",
             self.database_url,
             models=models,
             env=env,
+            data_dir=data_dir,
         )
         self.servers.append(server)
         if start:

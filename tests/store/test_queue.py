@@ -18,8 +18,9 @@ from imagegate.store.migrate import upgrade
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 1, 1, 12, 0, 0)
-PARAMS = JobParams(prompt="p", n=1, aspect_ratio="1:1", resolution="1k", seed=1,
-                   width=1024, height=1024)
+PARAMS = JobParams(
+    prompt="p", n=1, aspect_ratio="1:1", resolution="1k", seed=1, width=1024, height=1024
+)
 
 
 @pytest.fixture
@@ -36,8 +37,16 @@ async def add_jobs(db: Database, count: int) -> list[str]:
     ids = [f"{i:012x}{'0' * 20}" for i in range(count)]
     async with db.write() as conn:
         for job_id in ids:
-            await jobs.insert_job(conn, job_id=job_id, account_id="acct", route="a/b",
-                                  task="text-to-image", params=PARAMS, reference_keys=[], now=T0)
+            await jobs.insert_job(
+                conn,
+                job_id=job_id,
+                account_id="acct",
+                route="a/b",
+                task="text-to-image",
+                params=PARAMS,
+                reference_keys=[],
+                now=T0,
+            )
     return ids
 
 
@@ -77,11 +86,27 @@ async def test_a_lapsed_lease_is_claimed_again_and_the_old_holder_cannot_finish(
         retaken = await leases.claim_next(conn, "other", later, 10)
     assert retaken is not None and retaken.id == job_id and retaken.attempts == 2
     async with db.write() as conn:
-        assert not await leases.complete(conn, job_id, "dead", outputs=["x"], nsfw=[False],
-                                         execution_ms=1, inference_ms=1, now=later)
+        assert not await leases.complete(
+            conn,
+            job_id,
+            "dead",
+            outputs=["x"],
+            nsfw=[False],
+            execution_ms=1,
+            inference_ms=1,
+            now=later,
+        )
         assert not await leases.heartbeat(conn, job_id, "dead", later, 10)
-        assert await leases.complete(conn, job_id, "other", outputs=["y"], nsfw=[False],
-                                     execution_ms=1, inference_ms=1, now=later)
+        assert await leases.complete(
+            conn,
+            job_id,
+            "other",
+            outputs=["y"],
+            nsfw=[False],
+            execution_ms=1,
+            inference_ms=1,
+            now=later,
+        )
         job = await jobs.get_job(conn, job_id)
     assert job is not None and job.status == JobStatus.COMPLETED and job.outputs == ("y",)
 
@@ -101,8 +126,9 @@ async def test_terminal_jobs_are_final(db: Database) -> None:
     async with db.write() as conn:
         assert await jobs.cancel_job(conn, job_id, "cancelled", T0)
         assert not await jobs.cancel_job(conn, job_id, "cancelled", T0)
-        assert not await leases.complete(conn, job_id, "w", outputs=[], nsfw=[],
-                                         execution_ms=0, inference_ms=0, now=T0)
+        assert not await leases.complete(
+            conn, job_id, "w", outputs=[], nsfw=[], execution_ms=0, inference_ms=0, now=T0
+        )
         assert not await leases.fail(conn, job_id, "w", error="x", execution_ms=0, now=T0)
         job = await jobs.get_job(conn, job_id)
     assert job is not None and job.status == JobStatus.FAILED and job.error == "cancelled"

@@ -32,8 +32,7 @@ def test_unknown_route_and_task_are_not_found() -> None:
         ('[models."a/b"]\nbackend = "mock"\ntasks = []', 'models."a/b": tasks'),
         ('[models."a/b"]\nbackend = "mock"\ntasks = ["paint"]', "unknown task 'paint'"),
         ('[models."a/b"]\nbackend = "nope"\ntasks = ["text-to-image"]', "unknown backend 'nope'"),
-        ('[models."a/b"]\nbackend = "mock"\ntasks = ["text-to-image"]\ndelay_ms = -1',
-         "delay_ms"),
+        ('[models."a/b"]\nbackend = "mock"\ntasks = ["text-to-image"]\ndelay_ms = -1', "delay_ms"),
         ('[models."nocolon"]\nbackend = "mock"\ntasks = ["text-to-image"]', "owner/name"),
     ],
 )
@@ -46,7 +45,7 @@ def test_bad_registry_names_file_entry_and_problem(text: str, expected: str) -> 
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="missing.toml: cannot be read"):
+    with pytest.raises(RegistryError, match=r"missing\.toml: cannot be read"):
         load_registry(tmp_path / "missing.toml")
 
 

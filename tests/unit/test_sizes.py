@@ -30,8 +30,14 @@ def test_auto_without_reference_is_square() -> None:
 
 @pytest.mark.parametrize(
     ("reference", "aspect"),
-    [((1920, 1080), "16:9"), ((1080, 1920), "9:16"), ((500, 500), "1:1"), ((3000, 1000), "2:1"),
-     ((1000, 800), "4:3"), ((800, 1210), "2:3")],
+    [
+        ((1920, 1080), "16:9"),
+        ((1080, 1920), "9:16"),
+        ((500, 500), "1:1"),
+        ((3000, 1000), "2:1"),
+        ((1000, 800), "4:3"),
+        ((800, 1210), "2:3"),
+    ],
 )
 def test_auto_snaps_to_the_nearest_ratio(reference: tuple[int, int], aspect: str) -> None:
     assert snap_aspect(*reference) == aspect

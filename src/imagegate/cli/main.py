@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from imagegate.services.container import Services
+
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, help="imagegate: a self-hosted image generation server")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
@@ -60,13 +66,13 @@ def run_worker(
     anyio.run(main)
 
 
-def _run_services(action):  # type: ignore[no-untyped-def]
+def _run_services(action: Callable[[Services], Awaitable[T]]) -> T:
     import anyio
 
     from imagegate.services.container import open_services
     from imagegate.settings import Settings
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main() -> T:
         async with open_services(Settings()) as services:
             return await action(services)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.domain.jobs import Job, JobStatus
@@ -55,7 +55,7 @@ async def claim_next(
     return row_to_job(row) if row else None
 
 
-def _held_by(job_id: str, worker_id: str) -> list[object]:
+def _held_by(job_id: str, worker_id: str) -> list[ColumnElement[bool]]:
     return [
         predictions.c.id == job_id,
         predictions.c.status == _PROCESSING,

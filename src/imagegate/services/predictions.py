@@ -125,7 +125,7 @@ class PredictionService:
         job = await self.get(principal, job_id)
         return await self.wait_for(job, min(limit_s, self.settings.max_wait_s))
 
-    async def list(self, principal: Principal, query: ListQuery) -> tuple[list[Job], int]:
+    async def list_jobs(self, principal: Principal, query: ListQuery) -> tuple[list[Job], int]:
         async with self.db.read() as conn:
             return await repo.list_jobs(
                 conn,

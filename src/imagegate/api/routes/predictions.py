@@ -1,4 +1,4 @@
-"""Submit, read, wait, list and cancel predictions (SPEC §1–3)."""
+"""Submit, read, wait, list and cancel predictions (SPEC §1-3)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ Wait = Annotated[
 async def _page(
     services: ServicesDep, principal: PrincipalDep, base_url: str, query: ListQuery
 ) -> Response:
-    jobs, total = await services.predictions.list(principal, query)
+    jobs, total = await services.predictions.list_jobs(principal, query)
     items = [await services.predictions.to_wire(job, base_url) for job in jobs]
     return ok(PredictionPage(page=query.page, page_size=query.page_size, total=total, items=items))
 
