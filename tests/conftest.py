@@ -93,7 +93,8 @@ SLOW_REGISTRY = (
 
 @pytest.fixture
 def settings_override(request: pytest.FixtureRequest) -> str:
-    """Parametrize indirectly with "slow" for a registry whose mock jobs take 1.5 s."""
+    """Parametrize indirectly with "slow" for a registry whose mock jobs take 1.5 s, or
+    "no_worker" for an app without the in-process worker."""
     return getattr(request, "param", "")
 
 
@@ -106,6 +107,7 @@ def settings(tmp_path: Path, database_url: str, settings_override: str) -> Setti
     return Settings(
         models=models,
         sync_mode_timeout=0.2 if settings_override == "slow" else 10,
+        run_worker=settings_override != "no_worker",
         data_dir=tmp_path / "data",
         database_url=database_url,
         allow_private_urls=True,
