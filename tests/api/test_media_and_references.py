@@ -232,3 +232,37 @@ async def test_private_addresses_are_refused_unless_allowed(api: Api, image_serv
     webhook = await api.submit({"prompt": "x", "webhook": "http://10.1.2.3/hook"})
     assert webhook.status_code == 400
     assert webhook.json()["message"].startswith("webhook:")
+
+
+async def test_a_completed_ticket_cannot_be_overwritten(api: Api) -> None:
+    data = png((10, 10))
+    ticket = await api.client.post(
+        "/api/v3/media/uploads",
+        json={"filename": "r.png", "size": len(data), "content_type": "image/png"},
+        headers=api.auth,
+    )
+    url = ticket.json()["data"]["upload"]["url"]
+    assert (await api.client.put(url, content=data)).status_code == 200
+    again = await api.client.put(url, content=png((10, 10), "blue"))
+    assert again.status_code == 400
+    assert (await api.client.get(ticket.json()["data"]["download_url"])).content == data
+
+
+@pytest.mark.parametrize("content_type", ["image/svg+xml", "text/plain", "image/"])
+async def test_ticket_for_an_unsupported_type_is_400(api: Api, content_type: str) -> None:
+    response = await api.client.post(
+        "/api/v3/media/uploads",
+        json={"filename": "r.svg", "size": 10, "content_type": content_type},
+        headers=api.auth,
+    )
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("content_type:")
+
+
+async def test_upload_with_a_very_long_filename_is_stored(api: Api) -> None:
+    response = await api.client.post(
+        "/api/v3/media/upload/binary",
+        files={"file": ("x" * 1000 + ".png", png(), "image/png")},
+        headers=api.auth,
+    )
+    assert response.status_code == 200, response.text

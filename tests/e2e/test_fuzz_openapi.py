@@ -62,15 +62,12 @@ def tiny_png() -> bytes:
     return buffer.getvalue()
 
 
-def toml_string(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
+def toml_list(values: list[str | int]) -> str:
+    # JSON strings and integers are valid TOML basic strings and integers.
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
-def toml_list(values: list[str]) -> str:
-    return "[" + ", ".join(toml_string(v) for v in values) + "]"
-
-
-def seed_data(server: ServerProcess) -> dict[str, list[str]]:
+def seed_data(server: ServerProcess) -> dict[str, list[str | int]]:
     """Real ids and signed links, so that fuzzing reaches past 404 into the handlers."""
     auth = server.auth
     done = httpx.post(
@@ -111,7 +108,7 @@ def seed_data(server: ServerProcess) -> dict[str, list[str]]:
     return {
         "prediction_ids": [done["id"], pending["id"]],
         "file_keys": [file_key],
-        "expires": output_query["expires"] + put_query["expires"],
+        "expires": [int(v) for v in output_query["expires"] + put_query["expires"]],
         "sigs": output_query["sig"] + put_query["sig"],
         "upload_ids": [put_url.path.rsplit("/", 1)[-1]],
         "owners": ["kwaivgi"],
@@ -132,7 +129,7 @@ def seed_data(server: ServerProcess) -> dict[str, list[str]]:
     }
 
 
-def write_config(path: Path, data: dict[str, list[str]]) -> None:
+def write_config(path: Path, data: dict[str, list[str | int]]) -> None:
     bindings = {
         "path.prediction_id": "prediction_ids",
         "path.key": "file_keys",

@@ -27,6 +27,14 @@ FILES_PATH = "/api/v3/media/files/"
 UPLOADS_PATH = "/api/v3/media/uploads/"
 _DATA_URI = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_TICKET_TYPES = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/jpg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "image/bmp": "bmp",
+}
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ class MediaService:
         record = UploadRecord(
             id=upload_id,
             account_id=account_id,
-            filename=filename,
+            filename=filename[:255],
             content_type=info.content_type,
             size=len(data),
             blob_key=key,
@@ -138,11 +146,13 @@ class MediaService:
             raise PayloadTooLargeError(
                 f"size: at most {self.settings.max_upload_bytes} bytes (got {size})"
             )
-        if not content_type.lower().startswith("image/"):
-            raise BadRequestError(f"content_type: must be an image type (got {content_type!r})")
+        media_type = content_type.split(";")[0].strip().lower()
+        extension = _TICKET_TYPES.get(media_type)
+        if extension is None:
+            raise BadRequestError(
+                f"content_type: must be one of {', '.join(_TICKET_TYPES)} (got {content_type!r})"
+            )
         upload_id = new_object_id()
-        extension = content_type.split("/", 1)[1].split(";")[0].strip().lower() or "bin"
-        extension = {"jpeg": "jpg"}.get(extension, extension)
         record = UploadRecord(
             id=upload_id,
             account_id=account_id,
@@ -164,6 +174,9 @@ class MediaService:
             record = await repo.get_upload(conn, upload_id)
         if record is None:
             raise NotFoundError("upload not found, or its link has expired")
+        if record.stored:
+            # Jobs read uploads in place, so a stored file must never change under them.
+            raise BadRequestError("this upload has already been completed; ask for a new one")
         if len(data) > record.size:
             raise PayloadTooLargeError(
                 f"body: the ticket was issued for {record.size} bytes (got {len(data)})"
