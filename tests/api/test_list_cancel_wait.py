@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import anyio
 import pytest
 
 from tests.conftest import Api
@@ -109,3 +110,24 @@ async def test_cancel_someone_elses_job_is_404(api: Api) -> None:
         f"/api/v3/predictions/{job_id}/cancel", headers={"Authorization": other.token}
     )
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("settings_override", ["slow"], indirect=True)
+async def test_cancelling_a_running_job_stops_the_backend_at_its_next_step(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="imagegate")
+    job_id = (await api.submit({"prompt": "x"})).json()["data"]["id"]
+    for _ in range(100):
+        if (await api.result(job_id, wait=0))["status"] == "processing":
+            break
+        await anyio.sleep(0.02)
+    await api.client.post(f"/api/v3/predictions/{job_id}/cancel", headers=api.auth)
+    for _ in range(100):
+        if any("job stopped" in r.getMessage() for r in caplog.records):
+            break
+        await anyio.sleep(0.02)
+    # The mock's steps are 375 ms apart; a job that ran to its end would log
+    # "result discarded" instead, after the full 1.5 s.
+    assert any("job stopped" in r.getMessage() for r in caplog.records)
+    assert not any("result discarded" in r.getMessage() for r in caplog.records)

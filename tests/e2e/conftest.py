@@ -63,6 +63,7 @@ class ServerProcess:
         models: str = DEFAULT_MODELS,
         env: Mapping[str, str] | None = None,
         data_dir: Path | None = None,
+        key: str | None = None,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ class ServerProcess:
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self._key: str | None = None
+        self._key = key
 
     # -- configuration ----------------------------------------------------------------
 
@@ -231,16 +232,18 @@ class ServerFactory:
         models: str = DEFAULT_MODELS,
         env: Mapping[str, str] | None = None,
         data_dir: Path | None = None,
+        key: str | None = None,
         start: bool = True,
     ) -> ServerProcess:
-        """A server on this test's database; pass another server's ``data_dir`` to run a
-        second process beside it on the same storage."""
+        """A server on this test's database. To run a second process beside another one on
+        the same storage and account, pass that server's ``data_dir`` and ``key``."""
         server = ServerProcess(
             self.tmp_path / f"server{len(self.servers)}",
             self.database_url,
             models=models,
             env=env,
             data_dir=data_dir,
+            key=key,
         )
         self.servers.append(server)
         if start:

@@ -25,7 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from PIL import Image
-
 from tests.e2e.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -118,7 +117,7 @@ def seed_data(server: ServerProcess) -> dict[str, list[str | int]]:
             download_url,
             "data:image/png;base64," + base64.b64encode(png).decode(),
             "data:image/png;base64,bm90IGFuIGltYWdl",
-            "http://example.com/x.png",
+            "http://nonexistent.invalid/x.png",
             "http://127.0.0.1:9/x.png",
             "http://[::ffff:127.0.0.1]/x.png",
             "http://0x7f000001/x.png",

@@ -118,9 +118,7 @@ def test_2k_doubles_the_sides(server: ServerProcess) -> None:
 
 
 def test_sync_mode_answers_with_the_finished_job(server: ServerProcess) -> None:
-    response = submit(
-        server, {"prompt": PROMPT, "aspect_ratio": "1:1", "enable_sync_mode": True}
-    )
+    response = submit(server, {"prompt": PROMPT, "aspect_ratio": "1:1", "enable_sync_mode": True})
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     assert data["status"] == "completed"

@@ -92,7 +92,9 @@ class Worker:
     async def _keep_lease(self, job: Job, cancelled: anyio.Event) -> None:
         interval = self.services.settings.lease_s / 3
         while True:
-            await anyio.sleep(interval)
+            # A cancel in this process wakes us at once; one made elsewhere is seen at the
+            # next heartbeat, whose compare-and-set fails once the job is no longer ours.
+            await self.services.signals.wait_job_changed(job.id, interval)
             try:
                 with anyio.CancelScope(shield=True):
                     held = await self.services.execution.heartbeat(job, self.id)
