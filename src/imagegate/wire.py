@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 T = TypeVar("T")
 
@@ -19,6 +19,17 @@ OutputFormat = Literal["png", "jpeg", "webp"]
 Status = Literal["created", "processing", "completed", "failed"]
 
 MAX_SEED = 2**32 - 1
+
+
+def _no_strings_or_bools(value: Any) -> Any:
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be an integer")
+    return value
+
+
+# JSON has one number type: 3.0 from a Python client is the integer 3 (JSON Schema agrees),
+# but "3" and true are still refused.
+JsonInt = Annotated[int, Field(strict=False), BeforeValidator(_no_strings_or_bools)]
 MAX_IMAGES = 10
 MAX_N = 9
 
@@ -31,13 +42,13 @@ class GenerationRequest(BaseModel):
 
     prompt: Annotated[str, Field(min_length=1, description="what to draw; not blank")]
     aspect_ratio: AspectRatio = "16:9"
-    n: Annotated[int, Field(ge=1, le=MAX_N)] = 1
+    n: Annotated[JsonInt, Field(ge=1, le=MAX_N)] = 1
     resolution: Resolution = "1k"
     images: Annotated[
         list[str] | None,
         Field(max_length=MAX_IMAGES, description="reference images: URLs or data URIs"),
     ] = None
-    seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
+    seed: Annotated[JsonInt | None, Field(ge=0, le=MAX_SEED)] = None
     negative_prompt: str | None = None
     enable_sync_mode: bool = False
     enable_base64_output: bool = False
@@ -78,7 +89,8 @@ class ListQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    page: Annotated[int, Field(ge=1)] = 1
+    # Bounded so that (page - 1) * page_size always fits the databases' 64-bit OFFSET.
+    page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     page_size: Annotated[int, Field(ge=1, le=100)] = 20
     status: Status | None = None
     model: str | None = None

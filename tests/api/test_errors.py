@@ -117,6 +117,18 @@ async def test_malformed_json_is_400(api: Api) -> None:
     assert "valid JSON" in _envelope(response, 400)
 
 
+async def test_whole_numbers_sent_as_json_floats_are_integers(api: Api) -> None:
+    response = await api.submit({"prompt": "x", "n": 2.0, "seed": 7.0, "enable_sync_mode": True})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]["outputs"]) == 2
+
+
+@pytest.mark.parametrize("value", ["2", True])
+async def test_n_as_string_or_bool_is_400(api: Api, value: object) -> None:
+    message = _envelope(await api.submit({"prompt": "x", "n": value}), 400)
+    assert message == "n: must be an integer"
+
+
 async def test_unknown_fields_are_ignored(api: Api) -> None:
     response = await api.submit({"prompt": "x", "guidance": 3, "nested": {"a": 1}})
     assert response.status_code == 200
@@ -159,4 +171,6 @@ async def test_unexpected_failure_is_500_with_correlation_id_and_no_trace(
     correlation_id = response.json()["data"]["correlation_id"]
     assert correlation_id in message
     assert "secret internals" not in response.text and "Traceback" not in response.text
-    assert any(correlation_id in record.getMessage() for record in caplog.records)
+    logged = [r for r in caplog.records if getattr(r, "correlation_id", None) == correlation_id]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None

@@ -1,9 +1,12 @@
-"""End-to-end fixtures: a REAL ``imagegate serve`` subprocess on 127.0.0.1.
+"""End-to-end fixtures: REAL ``imagegate serve`` subprocesses on 127.0.0.1.
 
-Each test gets its own data directory under ``tmp_path`` and its own fresh database (the
-``database_url`` fixture of tests/conftest.py, so every e2e test runs on SQLite and, when
-IMAGEGATE_TEST_POSTGRES_URL is set, on PostgreSQL). The server's output goes to a log file
-that is printed when the test fails; ``kill()`` / ``restart()`` let tests crash it.
+``make_server`` builds servers for one test, each with its own data directory under
+``tmp_path`` on the test's fresh database (the ``database_url`` fixture of tests/conftest.py,
+so every e2e test runs on SQLite and, when IMAGEGATE_TEST_POSTGRES_URL is set, on
+PostgreSQL); ``kill(sig)`` / ``start()`` / ``restart()`` let a test crash and revive them.
+``server`` is one server shared by the tests of a module (per backend), for tests that only
+read and submit. Each server's output goes to a log file, printed when the test fails, and
+every server is stopped (SIGTERM, then SIGKILL after a timeout) at teardown.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.conftest import BACKENDS, _async_url, _pg_execute
 
 # Bounds: a slow 2-core CI machine starts the server in a few seconds.
@@ -212,7 +216,10 @@ class ServerProcess:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can tell a failed test."""
     report = yield
     setattr(item, f"e2e_report_{report.when}", report)
     return report
@@ -248,6 +255,7 @@ class ServerFactory:
         self.servers.append(server)
         if start:
             server.start()
+            assert server.key  # created now, not inside a test's timed section
         return server
 
 

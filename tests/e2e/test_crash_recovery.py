@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+
 from tests.e2e.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.e2e

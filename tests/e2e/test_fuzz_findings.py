@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from tests.e2e.conftest import ServerProcess
 
 pytestmark = pytest.mark.e2e

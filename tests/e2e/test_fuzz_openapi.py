@@ -25,12 +25,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from PIL import Image
+
 from tests.e2e.conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 # Bounds for a 2-core machine: ~20-40 s of fuzzing, a hard stop well under 90 s.
-MAX_EXAMPLES = int(os.environ.get("IMAGEGATE_E2E_FUZZ_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("IMAGEGATE_E2E_FUZZ_EXAMPLES", "40"))
+DEFAULT_SEED = "20261125"
 FUZZ_TIMEOUT_S = 75
 CHECKS = ",".join(
     [
@@ -150,11 +152,12 @@ def write_config(path: Path, data: dict[str, list[str | int]]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+# One backend only, to keep the suite fast: the schema and the answers do not depend on
+# the database, and every rule the fuzzer found is pinned on both in test_fuzz_findings.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_fuzzed_requests_get_documented_answers_and_no_5xx(
     make_server: ServerFactory, database_url: str, tmp_path: Path
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the fuzz run is bounded to one backend (SQLite) to keep the suite fast")
     # A short sync wait: fuzzed bodies ask for enable_sync_mode with n=9 at 2k.
     server = make_server(env={"IMAGEGATE_SYNC_MODE_TIMEOUT": "2"})
     assert "IMAGEGATE_ALLOW_PRIVATE_URLS" not in server.environ()
@@ -163,7 +166,9 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(
 
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["NO_PROXY"] = "*"
-    seed = os.environ.get("IMAGEGATE_E2E_FUZZ_SEED")
+    # A fixed seed by default, so that a red run is reproducible and CI is not flaky;
+    # IMAGEGATE_E2E_FUZZ_SEED=random explores new inputs (the seed is printed on failure).
+    seed = os.environ.get("IMAGEGATE_E2E_FUZZ_SEED", DEFAULT_SEED)
     command = [
         *st_command(),
         "--config-file",
@@ -190,7 +195,7 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(
         "junit",
         "--report-dir",
         str(tmp_path / "report"),
-        *(["--seed", seed] if seed else []),
+        *(["--seed", seed] if seed != "random" else []),
     ]
     started = time.monotonic()
     try:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+
 from tests.e2e.conftest import ServerProcess
 
 pytestmark = pytest.mark.e2e

@@ -63,7 +63,6 @@ def create_app(
         description="Image generation over the v3 prediction API (GPTProto / WaveSpeedAI).",
         lifespan=lifespan,
     )
-    envelope.install(app)
     app.include_router(ops.router)
     app.include_router(media.router)
     app.include_router(predictions.router)
@@ -74,5 +73,6 @@ def create_app(
         max_request_bytes=settings.max_request_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    envelope.install(app)  # last: its catch-all must wrap every other middleware
     app.openapi = _contract_openapi(app)  # type: ignore[method-assign]
     return app

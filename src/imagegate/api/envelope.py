@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagegate.errors import ImagegateError, RateLimitedError
 
@@ -59,7 +60,8 @@ def _rule(error: dict[str, Any]) -> str:
         return "is required"
     if kind == "model_attributes_type" or kind == "dict_type":
         return "must be a JSON object"
-    return str(error.get("msg", "is invalid")).replace("Input should be", "must be")
+    message = str(error.get("msg", "is invalid"))
+    return message.removeprefix("Value error, ").replace("Input should be", "must be")
 
 
 def validation_message(errors: Sequence[Any]) -> str:
@@ -93,28 +95,52 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, exc.status_code, message, headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    correlation_id = secrets.token_hex(8)
-    log.error(
-        "unexpected error on %s %s [correlation_id=%s]",
-        request.method,
-        request.url.path,
-        correlation_id,
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
-    return error_response(
-        500,
-        500,
-        f"internal error; correlation id {correlation_id}",
-        data={"correlation_id": correlation_id},
-    )
+class CatchAll:
+    """Unexpected exceptions become a 500 envelope with a correlation id; the traceback
+    goes to the log once. (An exception handler for ``Exception`` would answer the same,
+    but Starlette re-raises after it, so every failure was logged twice.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            correlation_id = secrets.token_hex(8)
+            log.exception(
+                "unexpected error on %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                extra={"correlation_id": correlation_id},
+            )
+            if started:
+                raise
+            response = error_response(
+                500,
+                500,
+                f"internal error; correlation id {correlation_id}",
+                data={"correlation_id": correlation_id},
+            )
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ImagegateError, _imagegate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(CatchAll)
 
 
 def json_error_body(code: int, message: str) -> bytes:

@@ -70,7 +70,12 @@ class ExecutionService:
         inference_ms: int,
         execution_ms: int,
     ) -> bool:
-        keys = [f"outputs/{job.id}/{index}.{extension}" for index in range(len(files))]
+        # Each attempt writes under its own prefix: a stalled worker whose lease was taken
+        # over must never overwrite, or on discarding delete, the files of the attempt
+        # that completed the job.
+        keys = [
+            f"outputs/{job.id}/{job.attempts}/{index}.{extension}" for index in range(len(files))
+        ]
         for key, data in zip(keys, files, strict=True):
             await self.media.blobs.put(key, data)
         async with self.db.write() as conn:

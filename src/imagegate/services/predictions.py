@@ -18,7 +18,7 @@ from imagegate.errors import BadRequestError, NotFoundError
 from imagegate.services.accounts import Principal
 from imagegate.services.clock import Clock, epoch, to_store_time
 from imagegate.services.media import MediaService
-from imagegate.services.safe_fetch import UnsafeURLError, check_url
+from imagegate.services.safe_fetch import FetchError, UnsafeURLError, check_url
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
 from imagegate.store import jobs as repo
@@ -57,7 +57,7 @@ class PredictionService:
             check_webhook(request.webhook)
             try:
                 await check_url(request.webhook, self.media.fetch_policy)
-            except UnsafeURLError as exc:
+            except (UnsafeURLError, FetchError) as exc:
                 raise BadRequestError(f"webhook: {exc}") from exc
         if task in ("image-to-image", "edit") and not request.images:
             raise BadRequestError(f"images: task {task!r} needs at least one reference image")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, UploadFile
+from starlette.convertors import Convertor, register_url_convertor
 
 from imagegate.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from imagegate.api.envelope import ok
@@ -13,6 +14,22 @@ from imagegate.services.clock import epoch
 from imagegate.wire import Envelope, UploadResult, UploadTarget, UploadTicket, UploadTicketRequest
 
 router = APIRouter(prefix="/api/v3/media", tags=["media"])
+
+
+class _AnyPath(Convertor[str]):
+    """Like Starlette's ``path``, but also across newlines, so that any key reaches the
+    file route (and gets its 404) instead of falling through to the submit pattern."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
 
 Expires = Annotated[int, Query(ge=0, le=2**40)]
 Signature = Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[0-9a-f]+$")]
@@ -71,6 +88,15 @@ async def create_upload(
     response_model=Envelope[dict[str, str]],
     responses=errors(400, 404, 413),
     summary="The signed PUT target of an upload ticket (no API key: the URL is the permission)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "the image's bytes, at most the size the ticket was issued for",
+        }
+    },
 )
 async def put_upload(
     services: ServicesDep,
@@ -87,7 +113,7 @@ async def put_upload(
 
 
 @router.get(
-    "/files/{key:path}",
+    "/files/{key:anypath}",
     responses={
         200: {
             "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
