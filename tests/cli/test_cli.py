@@ -1,0 +1,70 @@
+"""The server-side commands, run in-process through Typer's runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagegate.cli.main import app
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return {"IMAGEGATE_DATA_DIR": str(tmp_path / "data"), "IMAGEGATE_DATABASE_URL": database_url}
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_keys_create_prints_the_key_alone_on_its_last_line(env: dict[str, str]) -> None:
+    code, out, err = run(env, "keys", "create", "--name", "ci")
+    assert code == 0, err
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("ig_") and " " not in key
+    assert "key id:" in err
+
+
+def test_keys_list_shows_ids_never_secrets_and_revoke_marks_them(env: dict[str, str]) -> None:
+    _, out, _ = run(env, "keys", "create", "--name", "alice")
+    key = out.strip().splitlines()[-1]
+    key_id, secret = key.split("_")[1], key.split("_", 2)[2]
+    code, listing, _ = run(env, "keys", "list")
+    assert code == 0
+    assert key_id in listing and "alice" in listing and "active" in listing
+    assert secret not in listing
+    code, out, _ = run(env, "keys", "revoke", key_id)
+    assert code == 0 and key_id in out
+    assert "revoked" in run(env, "keys", "list")[1]
+
+
+def test_revoking_an_unknown_key_fails_with_a_message(env: dict[str, str]) -> None:
+    code, _, err = run(env, "keys", "revoke", "nope")
+    assert code == 1
+    assert "not found" in err
+
+
+def test_keys_create_for_an_unknown_account_fails(env: dict[str, str]) -> None:
+    code, _, err = run(env, "keys", "create", "--name", "x", "--account", "missing")
+    assert code == 1
+    assert "account 'missing' not found" in err
+
+
+def test_db_upgrade_is_repeatable(env: dict[str, str]) -> None:
+    for _ in range(2):
+        code, out, err = run(env, "db", "upgrade")
+        assert code == 0, err
+        assert "latest revision" in out
+
+
+def test_serve_with_a_bad_registry_stops_naming_file_entry_and_problem(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    registry = tmp_path / "models.toml"
+    registry.write_text('[models."me/model"]\nbackend = "mock"\ntasks = ["paint"]\n')
+    code, _, err = run({**env, "IMAGEGATE_MODELS": str(registry)}, "serve", "--port", "1")
+    assert code == 2
+    assert str(registry) in err and 'models."me/model"' in err and "unknown task 'paint'" in err
