@@ -40,6 +40,7 @@ IMAGEGATE = str(Path(sys.executable).with_name("imagegate"))  # the venv's, acti
 GOALS = {"submit": 0.5, "read": 0.7}
 P99_GOAL_MS, P99_GOAL_CONCURRENCY = 25.0, 32
 SEEDED_JOBS = 16  # completed jobs the read benchmark cycles over
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(
         sample(t0, "start"), sample(t1, "end"), *(connection(k) for k in range(concurrency))
     )
+    if not latencies:
+        raise RuntimeError("no request completed inside the measured window")
     latencies.sort()
     count = len(latencies)
     elapsed = marks["end"] - marks["start"]
@@ -198,6 +201,15 @@ def scratch_env(db: str, admin_url: str) -> Iterator[tuple[dict[str, str], Path]
 # --- the benchmark ---
 
 
+@dataclass(frozen=True)
+class Row:
+    db: str
+    route: str
+    concurrency: int
+    imagegate: Result
+    bare: Result
+
+
 def _request(method: str, path: str, port: int, key: str | None, body: str = "") -> str:
     head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}"]
     if key:
@@ -208,107 +220,92 @@ def _request(method: str, path: str, port: int, key: str | None, body: str = "")
 
 
 def measure(port: int, pid: int, requests: list[str], concurrency: int, args: Any) -> Result:
-    cfg = {
-        "port": port,
-        "server_pid": pid,
-        "requests": requests,
-        "concurrency": concurrency,
-        "warmup": args.warmup,
-        "seconds": args.seconds,
-    }
+    cfg = {"port": port, "server_pid": pid, "requests": requests, "concurrency": concurrency}
+    cfg |= {"warmup": args.warmup, "seconds": args.seconds}
+    client, limit = [sys.executable, __file__, "_client"], args.warmup + args.seconds + 60
     done = subprocess.run(
-        [sys.executable, __file__, "_client"],
-        input=json.dumps(cfg),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=args.warmup + args.seconds + 60,
+        client, input=json.dumps(cfg), capture_output=True, text=True, timeout=limit
     )
+    if done.returncode:
+        raise RuntimeError(f"the client failed:\n{done.stderr[-2000:]}")
     return Result(**json.loads(done.stdout))
 
 
 def seed_jobs(env: dict[str, str], log: Path, key: str) -> list[str]:
     """Submit SEEDED_JOBS jobs to an imagegate with its worker and wait until they complete."""
     with server([IMAGEGATE, "serve"], env, log) as (port, _):
-        base, auth = f"http://{HOST}:{port}", {"Authorization": key, "Content-Type": "application/json"}
+        base = f"http://{HOST}:{port}"
+        headers = {"Authorization": key, "Content-Type": "application/json"}
         ids = []
         for _ in range(SEEDED_JOBS):
-            answer = httpx.post(base + SUBMIT_PATH, content=SUBMIT_BODY, headers=auth).json()
-            assert answer["code"] == 200, answer
+            answer = httpx.post(base + SUBMIT_PATH, content=SUBMIT_BODY, headers=headers).json()
+            if answer.get("code") != 200:
+                raise RuntimeError(f"submit failed: {answer}")
             ids.append(answer["data"]["id"])
         for job_id in ids:
             url = f"{base}/api/v3/predictions/{job_id}/result?wait=30"
-            data = httpx.get(url, headers=auth, timeout=60).json()["data"]
-            assert data["status"] == "completed", data
+            data = httpx.get(url, headers=headers, timeout=60).json()["data"]
+            if data["status"] != "completed":
+                raise RuntimeError(f"seed job did not complete: {data}")
     return ids
 
 
-def run_db(db: str, args: Any) -> list[tuple[str, str, int, Result, Result]]:
-    rows = []
+def run_db(db: str, args: Any) -> list[Row]:
+    """Both servers, one after the other, on one scratch database; a Row per route and N."""
     with scratch_env(db, args.postgres_admin_url) as (env, tmp):
         log = tmp / "server.log"
-        keys = subprocess.run(
-            [IMAGEGATE, "keys", "create", "--name", "bench"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        create = [IMAGEGATE, "keys", "create", "--name", "bench"]
+        keys = subprocess.run(create, env=env, capture_output=True, text=True, check=True)
         key = keys.stdout.strip().splitlines()[-1]
         ids = seed_jobs(env, log, key)
         results: dict[tuple[str, str, int], Result] = {}
-        for name, argv, auth in (
+        servers = (
             ("imagegate", [IMAGEGATE, "serve", "--no-worker"], key),
             ("bare", [sys.executable, str(BARE_APP)], None),
-        ):
+        )
+        for name, argv, auth in servers:
             with server(argv, env, log) as (port, pid):
                 submit = [_request("POST", SUBMIT_PATH, port, auth, SUBMIT_BODY)]
                 read = [_request("GET", f"/api/v3/predictions/{i}/result", port, auth) for i in ids]
-                for concurrency in args.concurrency:
+                for n in args.concurrency:
                     for route, requests in (("submit", submit), ("read", read)):
-                        result = measure(port, pid, requests, concurrency, args)
-                        results[name, route, concurrency] = result
+                        r = results[name, route, n] = measure(port, pid, requests, n, args)
                         print(
-                            f"  {db:8} {name:9} {route:6} c={concurrency:<3} "
-                            f"{result.rps:8.0f} req/s",
+                            f"  {db:8} {name:9} {route:6} N={n:<3} {r.rps:6.0f} req/s  "
+                            f"p99 {r.p99_ms:6.1f} ms  client CPU {r.client_cpu:.0%}",
                             file=sys.stderr,
                         )
-        for concurrency in args.concurrency:
-            for route in ("submit", "read"):
-                rows.append(
-                    (
-                        db,
-                        route,
-                        concurrency,
-                        results["imagegate", route, concurrency],
-                        results["bare", route, concurrency],
-                    )
-                )
-    return rows
+    return [
+        Row(db, route, n, results["imagegate", route, n], results["bare", route, n])
+        for n in args.concurrency
+        for route in ("submit", "read")
+    ]
 
 
-def verdict(route: str, concurrency: int, ig: Result, bare: Result) -> str:
-    ratio_ok = ig.rps / bare.rps >= GOALS[route]
-    parts = [f"{'met' if ratio_ok else 'MISSED'} >={GOALS[route]}x"]
-    if route == "submit" and concurrency == P99_GOAL_CONCURRENCY:
-        parts.append(f"{'met' if ig.p99_ms < P99_GOAL_MS else 'MISSED'} p99<{P99_GOAL_MS:g}ms")
+def verdict(row: Row) -> str:
+    ig, bare = row.imagegate, row.bare
+    goal = GOALS[row.route]
+    parts = [f"{'met' if ig.rps / bare.rps >= goal else 'MISSED'} >= {goal}x"]
+    if row.route == "submit" and row.concurrency == P99_GOAL_CONCURRENCY:
+        parts.append(f"{'met' if ig.p99_ms < P99_GOAL_MS else 'MISSED'} p99 < {P99_GOAL_MS:g} ms")
     if ig.errors or bare.errors:
-        parts.append(f"ERRORS {ig.errors}/{bare.errors}")
+        parts.append(f"NON-200 ANSWERS {ig.errors} / {bare.errors}")
     return ", ".join(parts)
 
 
-def print_table(rows: list[tuple[str, str, int, Result, Result]]) -> None:
+def print_table(rows: list[Row]) -> None:
     print(
-        "| db | route | clients | imagegate req/s | bare req/s | ratio | imagegate p50 / p99 ms"
-        " | bare p50 / p99 ms | server CPU ms/req (ig / bare) | goal |"
+        "| db | route | clients | imagegate req/s | bare req/s | ratio "
+        "| imagegate p50 / p99 ms | bare p50 / p99 ms | server CPU ms/req (ig / bare) | goal |"
     )
     print("|---|---|--:|--:|--:|--:|--:|--:|--:|---|")
-    for db, route, c, ig, bare in rows:
+    for row in rows:
+        ig, bare = row.imagegate, row.bare
         print(
-            f"| {db} | {route} | {c} | {ig.rps:.0f} | {bare.rps:.0f} | {ig.rps / bare.rps:.2f}"
-            f" | {ig.p50_ms:.1f} / {ig.p99_ms:.1f} | {bare.p50_ms:.1f} / {bare.p99_ms:.1f}"
-            f" | {ig.server_cpu_ms:.2f} / {bare.server_cpu_ms:.2f}"
-            f" | {verdict(route, c, ig, bare)} |"
+            f"| {row.db} | {row.route} | {row.concurrency} | {ig.rps:.0f} | {bare.rps:.0f} "
+            f"| {ig.rps / bare.rps:.2f} | {ig.p50_ms:.1f} / {ig.p99_ms:.1f} "
+            f"| {bare.p50_ms:.1f} / {bare.p99_ms:.1f} "
+            f"| {ig.server_cpu_ms:.2f} / {bare.server_cpu_ms:.2f} | {verdict(row)} |"
         )
 
 
@@ -326,16 +323,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured lead-in")
     parser.add_argument(
-        "--postgres-admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="where to CREATE/DROP the scratch database",
+        "--postgres-admin-url", default=PG_ADMIN_URL, help="CREATE/DROP DATABASE here"
     )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the context managers stop servers and drop databases.
     signal.signal(signal.SIGTERM, _interrupt)
+    load = os.getloadavg()[0]
+    busy = " - other work is running, numbers will be noisy" if load > 0.5 else ""
+    print(f"{os.cpu_count()} CPUs, load average {load:.2f}{busy}", file=sys.stderr)
     rows = []
-    for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):
-        rows += run_db(db, args)
+    try:
+        for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):
+            rows += run_db(db, args)
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, scratch databases dropped", file=sys.stderr)
+        sys.exit(130)
     print_table(rows)
 
 
