@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         default=None, description="signs file URLs; default: generated once under data_dir"
     )
 
+    auth_cache_s: float = Field(
+        default=5.0, ge=0, description="how long a key lookup is reused; bounds revoke delay"
+    )
+
     max_prompt_length: int = Field(default=4000, ge=1)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

@@ -19,7 +19,8 @@ _api_key = APIKeyHeader(
 )
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are async even where they do not await: FastAPI runs sync ones in a thread.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -36,7 +37,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_base_url(request: Request, services: ServicesDep) -> str:
+async def get_base_url(request: Request, services: ServicesDep) -> str:
     """The URL clients reach this server by: the configured public base URL, else what a
     proxy says in X-Forwarded-*, else the request's own."""
     settings = services.settings

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from imagegate.domain.ids import (
@@ -34,10 +35,31 @@ class NewKey:
     record: KeyRecord
 
 
+_CACHE_LIMIT = 10_000
+
+
 class AccountService:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, cache_s: float = 5.0) -> None:
         self.db = db
         self.clock = clock
+        # Key records are read on every request; keeping them a few seconds takes the
+        # database off the hot path. A revoke through this process applies at once; one
+        # made through another process applies within ``cache_s``.
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, KeyRecord]] = {}
+
+    async def _key(self, key_id: str) -> KeyRecord | None:
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return cached[1]
+        async with self.db.read() as conn:
+            record = await repo.get_key(conn, key_id)
+        if record is not None and self.cache_s > 0:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key_id] = (now, record)
+        return record
 
     async def create_key(self, name: str, account_id: str | None = None) -> NewKey:
         parts = new_api_key()
@@ -67,8 +89,7 @@ class AccountService:
         parts = parse_api_key(token) if token else None
         if parts is None:
             raise AuthenticationError()
-        async with self.db.read() as conn:
-            record = await repo.get_key(conn, parts.key_id)
+        record = await self._key(parts.key_id)
         if record is None or record.revoked_at is not None:
             raise AuthenticationError()
         if not secret_matches(parts.secret, record.secret_hash):
@@ -77,6 +98,11 @@ class AccountService:
         if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
             async with self.db.write() as conn:
                 await repo.touch_key(conn, record.id, now)
+            if record.id in self._cache:
+                self._cache[record.id] = (
+                    self._cache[record.id][0],
+                    replace(record, last_used_at=now),
+                )
         return Principal(account_id=record.account_id, key_id=record.id)
 
     async def list_keys(self) -> list[KeyRecord]:
@@ -89,3 +115,5 @@ class AccountService:
                 existing = await repo.get_key(conn, key_id)
                 if existing is None:
                     raise NotFoundError(f"key {key_id!r} not found")
+        # After the commit, so a lookup racing the revoke cannot re-cache the old record.
+        self._cache.pop(key_id, None)

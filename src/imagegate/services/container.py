@@ -68,7 +68,7 @@ async def open_services(
             db=db,
             registry=registry,
             signals=signals,
-            accounts=AccountService(db, clock),
+            accounts=AccountService(db, clock, cache_s=settings.auth_cache_s),
             media=media,
             predictions=PredictionService(settings, db, registry, media, signals, clock),
             execution=ExecutionService(settings, db, media, signals, clock),

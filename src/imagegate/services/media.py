@@ -231,6 +231,8 @@ class MediaService:
     async def store_references(self, job_id: str, entries: list[str]) -> list[Reference]:
         """Check every entry now (a 400 at submit names the bad one) and keep the bytes, so
         the job never depends on a URL that may change or vanish before it runs."""
+        if not entries:
+            return []
         references: list[Reference | None] = [None] * len(entries)
         written: list[str] = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import anyio
@@ -17,6 +18,7 @@ from imagegate.domain.sizes import output_size
 from imagegate.errors import BadRequestError, NotFoundError
 from imagegate.services.accounts import Principal
 from imagegate.services.clock import Clock, epoch, to_store_time
+from imagegate.services.group_commit import JobInserter
 from imagegate.services.media import MediaService
 from imagegate.services.safe_fetch import FetchError, UnsafeURLError, check_url
 from imagegate.services.signals import JobSignals
@@ -27,6 +29,7 @@ from imagegate.wire import GenerationRequest, ListQuery, Prediction, PredictionU
 
 log = logging.getLogger("imagegate.predictions")
 
+_ENDED_CACHE_LIMIT = 10_000
 SYNC_TIMEOUT_ERROR = "Sync mode timed out; poll urls.get for the result"
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -47,6 +50,8 @@ class PredictionService:
         self.media = media
         self.signals = signals
         self.clock = clock
+        self._ended: OrderedDict[str, Job] = OrderedDict()
+        self.inserter = JobInserter(db)
 
     async def submit(
         self, principal: Principal, route: str, task: str, request: GenerationRequest
@@ -71,33 +76,42 @@ class PredictionService:
             size=output_size(request.aspect_ratio, request.resolution, first),
         )
         try:
-            async with self.db.write() as conn:
-                await repo.insert_job(
-                    conn,
-                    job_id=job_id,
-                    account_id=principal.account_id,
-                    route=spec.route,
-                    task=task,
-                    params=params,
-                    reference_keys=[r.key for r in references],
-                    now=self.clock(),
-                )
-                job = await repo.get_job(conn, job_id)
+            job = repo.new_job(
+                job_id=job_id,
+                account_id=principal.account_id,
+                route=spec.route,
+                task=task,
+                params=params,
+                reference_keys=[r.key for r in references],
+                now=self.clock(),
+            )
+            await self.inserter.insert(job)
         except BaseException:
             for ref in references:
                 if ref.key.startswith(f"refs/{job_id}/"):
                     await self.media.blobs.delete(ref.key)
             raise
-        assert job is not None
         log.info("prediction submitted", extra={"prediction_id": job_id, "route": route})
         self.signals.work_available()
         if request.enable_sync_mode:
             job = await self.wait_for(job, self.settings.sync_mode_timeout)
         return job
 
+    def _remember(self, job: Job) -> Job:
+        """Ended jobs never change again, so they can be answered from memory."""
+        if job.is_terminal and job.id not in self._ended:
+            if len(self._ended) >= _ENDED_CACHE_LIMIT:
+                self._ended.popitem(last=False)
+            self._ended[job.id] = job
+        return job
+
     async def get(self, principal: Principal, job_id: str) -> Job:
-        async with self.db.read() as conn:
-            job = await repo.get_job(conn, job_id)
+        job = self._ended.get(job_id)
+        if job is None:
+            async with self.db.read() as conn:
+                job = await repo.get_job(conn, job_id)
+            if job is not None:
+                self._remember(job)
         # Someone else's job is reported exactly like a missing one, so ids leak nothing.
         if job is None or job.account_id != principal.account_id:
             raise NotFoundError(f"prediction {job_id!r} not found")
@@ -118,7 +132,7 @@ class PredictionService:
             async with self.db.read() as conn:
                 fresh = await repo.get_job(conn, job.id)
             if fresh is not None:
-                job = fresh
+                job = self._remember(fresh)
         return job
 
     async def wait(self, principal: Principal, job_id: str, limit_s: float) -> Job:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -35,7 +36,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "NONE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -46,22 +48,42 @@ class Database:
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # No pre-ping: it costs a round trip on every checkout. A connection the server
+            # dropped fails its statement instead, and the pool replaces it.
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+        # Every connection here ends its transaction through a context manager, so the
+        # pool's reset ROLLBACK on return would only be one more round trip.
+        kwargs["pool_reset_on_return"] = None
         self.engine = create_async_engine(url, **kwargs)
+        # Reads are single consistent statements; running them outside a transaction
+        # saves the BEGIN/COMMIT round trips (PostgreSQL) or statements (SQLite).
+        self._read_engine = self.engine.execution_options(
+            **(
+                {_BEGIN_OPTION: "NONE"}
+                if self.dialect == "sqlite"
+                else {"isolation_level": "AUTOCOMMIT"}
+            )
+        )
+        # SQLite has one writer at a time; queueing writers here is far cheaper than
+        # letting them spin in SQLite's sleeping busy handler.
+        self._write_lock = anyio.Lock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        if self._write_lock is None:
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        async with self._write_lock, self.engine.connect() as conn:
+            await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
                 yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn, conn.begin():
+        async with self._read_engine.connect() as conn:
             yield conn
 
     async def dispose(self) -> None:

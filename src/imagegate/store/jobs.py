@@ -6,13 +6,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.domain.jobs import Job, JobStatus
 from imagegate.domain.requests import JobParams
 from imagegate.store.tables import predictions
+
+# Built once: constructing ``insert().values(...)`` per call cost more than the INSERT.
+_INSERT = insert(predictions)
+_BY_ID = select(predictions).where(predictions.c.id == bindparam("job_id"))
 
 
 def row_to_job(row: RowMapping) -> Job:
@@ -37,8 +41,7 @@ def row_to_job(row: RowMapping) -> Job:
     )
 
 
-async def insert_job(
-    conn: AsyncConnection,
+def new_job(
     *,
     job_id: str,
     account_id: str,
@@ -47,30 +50,61 @@ async def insert_job(
     params: JobParams,
     reference_keys: Sequence[str],
     now: datetime,
-) -> None:
-    await conn.execute(
-        insert(predictions).values(
-            id=job_id,
-            account_id=account_id,
-            route=route,
-            task=task,
-            status=JobStatus.CREATED.value,
-            params=params.to_json(),
-            reference_keys=list(reference_keys),
-            outputs=[],
-            nsfw=[],
-            error=None,
-            execution_ms=0,
-            inference_ms=0,
-            attempts=0,
-            created_at=now,
-        )
+) -> Job:
+    return Job(
+        id=job_id,
+        account_id=account_id,
+        route=route,
+        task=task,
+        status=JobStatus.CREATED,
+        params=params,
+        reference_keys=tuple(reference_keys),
+        outputs=(),
+        nsfw=(),
+        error=None,
+        execution_ms=0,
+        inference_ms=0,
+        attempts=0,
+        created_at=now,
+        started_at=None,
+        finished_at=None,
     )
 
 
+async def insert_jobs(conn: AsyncConnection, new: Sequence[Job]) -> None:
+    """Insert jobs just made by ``new_job``, in one statement."""
+    await conn.execute(
+        _INSERT,
+        [
+            {
+                "id": job.id,
+                "account_id": job.account_id,
+                "route": job.route,
+                "task": job.task,
+                "status": job.status.value,
+                "params": job.params.to_json(),
+                "reference_keys": list(job.reference_keys),
+                "outputs": [],
+                "nsfw": [],
+                "error": None,
+                "execution_ms": 0,
+                "inference_ms": 0,
+                "attempts": 0,
+                "created_at": job.created_at,
+            }
+            for job in new
+        ],
+    )
+
+
+async def insert_job(conn: AsyncConnection, **fields: Any) -> Job:
+    job = new_job(**fields)
+    await insert_jobs(conn, [job])
+    return job
+
+
 async def get_job(conn: AsyncConnection, job_id: str) -> Job | None:
-    row = (await conn.execute(select(predictions).where(predictions.c.id == job_id))).mappings()
-    first = row.first()
+    first = (await conn.execute(_BY_ID, {"job_id": job_id})).mappings().first()
     return row_to_job(first) if first else None
 
 
