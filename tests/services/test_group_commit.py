@@ -89,8 +89,8 @@ async def test_a_failed_batch_fails_every_insert_in_it_and_keeps_none(db: Databa
     async with anyio.create_task_group() as group, inserter._flushing:
         group.start_soon(insert, 1)
         group.start_soon(insert, 2)
-        while len(inserter._queue) < 2:
-            await anyio.sleep(0.001)
+        await anyio.wait_all_tasks_blocked()
+        assert len(inserter._queue) == 2
     assert outcomes[1] == outcomes[2] == "IntegrityError"
     assert await count(db) == 1
     await inserter.insert(job(3))
