@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import anyio
@@ -20,6 +19,7 @@ from imagegate.services.accounts import Principal
 from imagegate.services.clock import Clock, epoch, to_store_time
 from imagegate.services.group_commit import JobInserter
 from imagegate.services.media import MediaService
+from imagegate.services.memo import BoundedMemo
 from imagegate.services.safe_fetch import FetchError, UnsafeURLError, check_url
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
@@ -50,7 +50,8 @@ class PredictionService:
         self.media = media
         self.signals = signals
         self.clock = clock
-        self._ended: OrderedDict[str, Job] = OrderedDict()
+        self._ended: BoundedMemo[str, Job] = BoundedMemo(_ENDED_CACHE_LIMIT)
+        self._ended_wire: BoundedMemo[tuple[str, str], Prediction] = BoundedMemo(_ENDED_CACHE_LIMIT)
         self.inserter = JobInserter(db)
 
     async def submit(
@@ -99,11 +100,7 @@ class PredictionService:
 
     def _remember(self, job: Job) -> Job:
         """Ended jobs never change again, so they can be answered from memory."""
-        if job.is_terminal and job.id not in self._ended:
-            if len(self._ended) >= _ENDED_CACHE_LIMIT:
-                self._ended.popitem(last=False)
-            self._ended[job.id] = job
-        return job
+        return self._ended.put(job.id, job) if job.is_terminal else job
 
     async def get(self, principal: Principal, job_id: str) -> Job:
         job = self._ended.get(job_id)
@@ -165,6 +162,16 @@ class PredictionService:
         return job
 
     async def to_wire(self, job: Job, base_url: str, *, sync_timed_out: bool = False) -> Prediction:
+        # An ended job renders the same every time for a given base URL (its links expire
+        # at a fixed time), so the rendering is kept; base64 outputs are too big to keep.
+        memo_key = (job.id, base_url)
+        memoisable = job.is_terminal and not job.params.base64_output
+        if memoisable and (cached := self._ended_wire.get(memo_key)) is not None:
+            return cached
+        prediction = await self._render(job, base_url, sync_timed_out=sync_timed_out)
+        return self._ended_wire.put(memo_key, prediction) if memoisable else prediction
+
+    async def _render(self, job: Job, base_url: str, *, sync_timed_out: bool) -> Prediction:
         outputs = await self._output_refs(job, base_url)
         error = job.error
         if sync_timed_out and not job.is_terminal:
