@@ -12,13 +12,20 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from imagegate.domain.jobs import Job
+from imagegate.domain.requests import JobParams
 from imagegate.settings import Settings
+from imagegate.store import accounts
+from imagegate.store.engine import Database
+from imagegate.store.jobs import new_job
+from imagegate.store.migrate import upgrade
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 POSTGRES_URL = os.environ.get("IMAGEGATE_TEST_POSTGRES_URL", "")
@@ -73,16 +80,53 @@ def postgres_template() -> Iterator[str]:
     asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def fresh_database_url(
+    request: pytest.FixtureRequest, directory: Path, prefix: str = "imagegate_test"
+) -> Iterator[str]:
+    """A new, migrated-on-demand database for ``request.param`` ("sqlite" or "postgres")."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'imagegate.db'}"
+        yield f"sqlite+aiosqlite:///{directory / 'imagegate.db'}"
         return
     template = request.getfixturevalue("postgres_template")
-    name = f"imagegate_test_{secrets.token_hex(6)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     yield _async_url(name)
     asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from fresh_database_url(request, tmp_path)
+
+
+SAMPLE_TIME = datetime(2026, 1, 1, 12, 0, 0)
+SAMPLE_PARAMS = JobParams(
+    prompt="p", n=1, aspect_ratio="1:1", resolution="1k", seed=1, width=1024, height=1024
+)
+
+
+def sample_job(n: int, now: datetime = SAMPLE_TIME) -> Job:
+    """Job number ``n`` of account "acct"; ids sort in the order of ``n``."""
+    return new_job(
+        job_id=f"{n:032x}",
+        account_id="acct",
+        route="a/b",
+        task="text-to-image",
+        params=SAMPLE_PARAMS,
+        reference_keys=[],
+        now=now,
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database holding the account "acct"."""
+    database = Database(database_url)
+    await upgrade(database.engine)
+    async with database.write() as conn:
+        await accounts.insert_account(conn, "acct", "test", SAMPLE_TIME)
+    yield database
+    await database.dispose()
 
 
 SLOW_REGISTRY = (
@@ -127,6 +171,11 @@ class Api:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": self.key}
+
+    async def other_account_auth(self) -> dict[str, str]:
+        """Headers with a key of a second, unrelated account."""
+        other = await self.services.accounts.create_key("other")  # type: ignore[attr-defined]
+        return {"Authorization": other.token}
 
     async def submit(
         self,

@@ -14,11 +14,10 @@ pytestmark = pytest.mark.anyio
 
 async def test_list_is_newest_first_paged_and_only_the_accounts_own(api: Api) -> None:
     ids = [(await api.submit({"prompt": f"p{i}"})).json()["data"]["id"] for i in range(5)]
-    other = await api.services.accounts.create_key("other")  # type: ignore[attr-defined]
     await api.client.post(
         "/api/v3/kwaivgi/kling-image-o1/text-to-image",
         json={"prompt": "theirs"},
-        headers={"Authorization": other.token},
+        headers=await api.other_account_auth(),
     )
     first = await api.client.get(
         "/api/v3/predictions", params={"page": 1, "page_size": 2}, headers=api.auth
@@ -105,9 +104,8 @@ async def test_cancel_fails_a_running_job_and_it_stays_failed(api: Api) -> None:
 
 async def test_cancel_someone_elses_job_is_404(api: Api) -> None:
     job_id = (await api.submit({"prompt": "x"})).json()["data"]["id"]
-    other = await api.services.accounts.create_key("other")  # type: ignore[attr-defined]
     response = await api.client.post(
-        f"/api/v3/predictions/{job_id}/cancel", headers={"Authorization": other.token}
+        f"/api/v3/predictions/{job_id}/cancel", headers=await api.other_account_auth()
     )
     assert response.status_code == 404
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -90,13 +91,17 @@ async def test_upload_needs_a_key(api: Api) -> None:
     assert response.status_code == 401
 
 
-async def test_ticket_flow_put_then_download(api: Api) -> None:
-    data = png((10, 10))
-    ticket = await api.client.post(
+async def ticket_for(api: Api, data: bytes) -> httpx.Response:
+    return await api.client.post(
         "/api/v3/media/uploads",
         json={"filename": "r.png", "size": len(data), "content_type": "image/png"},
         headers=api.auth,
     )
+
+
+async def test_ticket_flow_put_then_download(api: Api) -> None:
+    data = png((10, 10))
+    ticket = await ticket_for(api, data)
     assert ticket.status_code == 200, ticket.text
     body = ticket.json()["data"]
     assert body["upload"]["method"] == "PUT"
@@ -236,11 +241,7 @@ async def test_private_addresses_are_refused_unless_allowed(api: Api, image_serv
 
 async def test_a_completed_ticket_cannot_be_overwritten(api: Api) -> None:
     data = png((10, 10))
-    ticket = await api.client.post(
-        "/api/v3/media/uploads",
-        json={"filename": "r.png", "size": len(data), "content_type": "image/png"},
-        headers=api.auth,
-    )
+    ticket = await ticket_for(api, data)
     url = ticket.json()["data"]["upload"]["url"]
     assert (await api.client.put(url, content=data)).status_code == 200
     again = await api.client.put(url, content=png((10, 10), "blue"))

@@ -143,9 +143,8 @@ async def test_forwarded_headers_shape_urls_behind_a_proxy(api: Api) -> None:
 
 async def test_other_accounts_cannot_read_a_prediction(api: Api) -> None:
     job_id = (await api.submit({"prompt": "x"})).json()["data"]["id"]
-    other = await api.services.accounts.create_key("other")  # type: ignore[attr-defined]
     response = await api.client.get(
-        f"/api/v3/predictions/{job_id}/result", headers={"Authorization": other.token}
+        f"/api/v3/predictions/{job_id}/result", headers=await api.other_account_auth()
     )
     assert response.status_code == 404
     assert response.json()["code"] == 404

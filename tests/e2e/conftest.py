@@ -11,9 +11,7 @@ every server is stopped (SIGTERM, then SIGKILL after a timeout) at teardown.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, _async_url, _pg_execute
+from tests.conftest import BACKENDS, fresh_database_url
 
 # Bounds: a slow 2-core CI machine starts the server in a few seconds.
 START_TIMEOUT_S = 30.0
@@ -278,14 +276,7 @@ def module_database_url(
 ) -> Iterator[str]:
     """``database_url`` of tests/conftest.py, for one module: a server that many read-only
     tests share starts once per backend instead of once per test."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'imagegate.db'}"
-        return
-    template = request.getfixturevalue("postgres_template")
-    name = f"imagegate_e2e_{secrets.token_hex(6)}"
-    asyncio.run(_pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield _async_url(name)
-    asyncio.run(_pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from fresh_database_url(request, tmp_path_factory.mktemp("db"), "imagegate_e2e")
 
 
 @pytest.fixture(scope="module")

@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 import anyio
 import pytest
 from sqlalchemy import func, select
 
-from imagegate.domain.requests import JobParams
 from imagegate.services.group_commit import JobInserter
-from imagegate.store import accounts, jobs
+from imagegate.store import jobs
 from imagegate.store.engine import Database
-from imagegate.store.migrate import upgrade
 from imagegate.store.tables import predictions
+from tests.conftest import sample_job
 
 pytestmark = pytest.mark.anyio
-T0 = datetime(2026, 1, 1)
-PARAMS = JobParams(
-    prompt="p", n=1, aspect_ratio="1:1", resolution="1k", seed=1, width=1024, height=1024
-)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await upgrade(database.engine)
-    async with database.write() as conn:
-        await accounts.insert_account(conn, "acct", "t", T0)
-    yield database
-    await database.dispose()
-
-
-def job(n: int) -> jobs.Job:
-    return jobs.new_job(
-        job_id=f"{n:032x}",
-        account_id="acct",
-        route="a/b",
-        task="text-to-image",
-        params=PARAMS,
-        reference_keys=[],
-        now=T0,
-    )
+job = sample_job
 
 
 async def count(db: Database) -> int:

@@ -3,51 +3,42 @@ lapse, and finishes are compare-and-set on the lease holder."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import anyio
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.domain.jobs import JobStatus
-from imagegate.domain.requests import JobParams
 from imagegate.queue import leases
-from imagegate.store import accounts, jobs
+from imagegate.store import jobs
 from imagegate.store.engine import Database
-from imagegate.store.migrate import upgrade
+from tests.conftest import SAMPLE_TIME, sample_job
 
 pytestmark = pytest.mark.anyio
-T0 = datetime(2026, 1, 1, 12, 0, 0)
-PARAMS = JobParams(
-    prompt="p", n=1, aspect_ratio="1:1", resolution="1k", seed=1, width=1024, height=1024
-)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await upgrade(database.engine)
-    async with database.write() as conn:
-        await accounts.insert_account(conn, "acct", "test", T0)
-    yield database
-    await database.dispose()
+T0 = SAMPLE_TIME
 
 
 async def add_jobs(db: Database, count: int) -> list[str]:
-    ids = [f"{i:012x}{'0' * 20}" for i in range(count)]
+    new = [sample_job(n) for n in range(count)]
     async with db.write() as conn:
-        for job_id in ids:
-            await jobs.insert_job(
-                conn,
-                job_id=job_id,
-                account_id="acct",
-                route="a/b",
-                task="text-to-image",
-                params=PARAMS,
-                reference_keys=[],
-                now=T0,
-            )
-    return ids
+        await jobs.insert_jobs(conn, new)
+    return [job.id for job in new]
+
+
+async def finish(
+    conn: AsyncConnection, job_id: str, worker: str, output: str, now: datetime
+) -> bool:
+    return await leases.complete(
+        conn,
+        job_id,
+        worker,
+        outputs=[output],
+        nsfw=[False],
+        execution_ms=1,
+        inference_ms=1,
+        now=now,
+    )
 
 
 async def claim(db: Database, worker: str, now: datetime = T0, lease_s: float = 30) -> str | None:
@@ -86,27 +77,9 @@ async def test_a_lapsed_lease_is_claimed_again_and_the_old_holder_cannot_finish(
         retaken = await leases.claim_next(conn, "other", later, 10)
     assert retaken is not None and retaken.id == job_id and retaken.attempts == 2
     async with db.write() as conn:
-        assert not await leases.complete(
-            conn,
-            job_id,
-            "dead",
-            outputs=["x"],
-            nsfw=[False],
-            execution_ms=1,
-            inference_ms=1,
-            now=later,
-        )
+        assert not await finish(conn, job_id, "dead", "x", later)
         assert not await leases.heartbeat(conn, job_id, "dead", later, 10)
-        assert await leases.complete(
-            conn,
-            job_id,
-            "other",
-            outputs=["y"],
-            nsfw=[False],
-            execution_ms=1,
-            inference_ms=1,
-            now=later,
-        )
+        assert await finish(conn, job_id, "other", "y", later)
         job = await jobs.get_job(conn, job_id)
     assert job is not None and job.status == JobStatus.COMPLETED and job.outputs == ("y",)
 

@@ -18,18 +18,15 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from sqlalchemy import delete
 
 from imagegate.domain.jobs import JobStatus
-from imagegate.domain.requests import JobParams
 from imagegate.queue import leases
 from imagegate.store import accounts, jobs
 from imagegate.store.engine import Database
 from imagegate.store.migrate import upgrade
 from imagegate.store.tables import predictions
+from tests.conftest import SAMPLE_PARAMS
 
 LEASE_S = 10
 WORKERS = ("w1", "w2", "w3")
-PARAMS = JobParams(
-    prompt="p", n=1, aspect_ratio="1:1", resolution="1k", seed=1, width=1024, height=1024
-)
 
 
 @dataclass
@@ -78,7 +75,7 @@ def test_queue_follows_its_model(database_url: str) -> None:
                         account_id="acct",
                         route="a/b",
                         task="text-to-image",
-                        params=PARAMS,
+                        params=SAMPLE_PARAMS,
                         reference_keys=[],
                         now=self.now,
                     )
