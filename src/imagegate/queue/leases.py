@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -85,21 +86,17 @@ async def complete(
     inference_ms: int,
     now: datetime,
 ) -> bool:
-    result = await conn.execute(
-        update(predictions)
-        .where(*_held_by(job_id, worker_id))
-        .values(
-            status=JobStatus.COMPLETED.value,
-            outputs=list(outputs),
-            nsfw=list(nsfw),
-            execution_ms=execution_ms,
-            inference_ms=inference_ms,
-            finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+    return await _finish(
+        conn,
+        job_id,
+        worker_id,
+        status=JobStatus.COMPLETED.value,
+        outputs=list(outputs),
+        nsfw=list(nsfw),
+        execution_ms=execution_ms,
+        inference_ms=inference_ms,
+        finished_at=now,
     )
-    return result.rowcount == 1
 
 
 async def fail(
@@ -111,16 +108,22 @@ async def fail(
     execution_ms: int,
     now: datetime,
 ) -> bool:
+    return await _finish(
+        conn,
+        job_id,
+        worker_id,
+        status=JobStatus.FAILED.value,
+        error=error,
+        execution_ms=execution_ms,
+        finished_at=now,
+    )
+
+
+async def _finish(conn: AsyncConnection, job_id: str, worker_id: str, **values: Any) -> bool:
+    """End a job, only if ``worker_id`` still holds its lease."""
     result = await conn.execute(
         update(predictions)
         .where(*_held_by(job_id, worker_id))
-        .values(
-            status=JobStatus.FAILED.value,
-            error=error,
-            execution_ms=execution_ms,
-            finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        .values(**values, lease_owner=None, lease_expires_at=None)
     )
     return result.rowcount == 1

@@ -63,36 +63,12 @@ async def list_predictions_post(
     return await _page(services, principal, base_url, query or ListQuery())
 
 
-async def _read(
-    services: ServicesDep,
-    principal: PrincipalDep,
-    base_url: str,
-    prediction_id: str,
-    wait: float | None,
-) -> Response:
-    if wait:
-        job = await services.predictions.wait(principal, prediction_id, wait)
-    else:
-        job = await services.predictions.get(principal, prediction_id)
-    return ok(await services.predictions.to_wire(job, base_url))
-
-
 @router.get(
     "/predictions/{prediction_id}/result",
     response_model=Envelope[Prediction],
     responses=errors(400, 401, 404),
     summary="A prediction, with its outputs once completed",
 )
-async def get_result(
-    services: ServicesDep,
-    principal: PrincipalDep,
-    base_url: BaseUrlDep,
-    prediction_id: PredictionId,
-    wait: Wait = None,
-) -> Response:
-    return await _read(services, principal, base_url, prediction_id, wait)
-
-
 @router.get(
     "/predictions/{prediction_id}",
     response_model=Envelope[Prediction],
@@ -106,7 +82,11 @@ async def get_prediction(
     prediction_id: PredictionId,
     wait: Wait = None,
 ) -> Response:
-    return await _read(services, principal, base_url, prediction_id, wait)
+    if wait:
+        job = await services.predictions.wait(principal, prediction_id, wait)
+    else:
+        job = await services.predictions.get(principal, prediction_id)
+    return ok(await services.predictions.to_wire(job, base_url))
 
 
 @router.post(
