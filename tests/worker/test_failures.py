@@ -75,3 +75,21 @@ async def test_a_job_whose_worker_keeps_dying_is_failed_not_retried_forever(api:
     data = await api.result(job_id, wait=0)
     assert data["status"] == "failed"
     assert f"stopped {MAX_ATTEMPTS} times" in str(data["error"])
+
+
+async def test_the_worker_survives_when_a_failure_cannot_be_recorded(api: Api) -> None:
+    execution = api.services.execution  # type: ignore[attr-defined]
+    real_fail = execution.fail
+    calls = 0
+
+    async def database_away(*args: object, **kwargs: object) -> bool:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("database is away (simulated)")
+
+    execution.fail = database_away
+    await api.submit({"prompt": "explode"}, route="test/exploding")
+    ok = await api.submit({"prompt": "fine", "enable_sync_mode": True}, route="test/exploding")
+    execution.fail = real_fail
+    assert calls == 1
+    assert ok.json()["data"]["status"] == "completed"

@@ -123,14 +123,20 @@ class Worker:
                 jlog.info("job stopped: cancelled or no longer held")
             except Exception as exc:
                 jlog.exception("job failed")
-                await self.services.execution.fail(
-                    job,
-                    self.id,
-                    f"generation failed: {exc}",
-                    execution_ms=_ms_since(started),
-                )
+                await self._record_failure(job, f"generation failed: {exc}", started)
             finally:
                 group.cancel_scope.cancel()
+
+    async def _record_failure(self, job: Job, error: str, started: float) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.services.execution.fail(
+                    job, self.id, error, execution_ms=_ms_since(started)
+                )
+        except Exception:
+            # The database is away: the job keeps its lease, which lapses, and the job
+            # runs again; the worker itself must live on to take the next one.
+            _job_log(job).exception("could not record the failure")
 
     async def _execute(self, job: Job, progress: ProgressCallback, started: float) -> None:
         spec = self.services.registry.lookup(job.route, job.task)
@@ -162,15 +168,16 @@ class Worker:
             await anyio.to_thread.run_sync(partial(encode, image, params.output_format))
             for image in images
         ]
-        done = await self.services.execution.complete(
-            job,
-            self.id,
-            files,
-            extension=EXTENSIONS[params.output_format],
-            nsfw=[False] * len(files),
-            inference_ms=inference_ms,
-            execution_ms=_ms_since(started),
-        )
+        with anyio.CancelScope(shield=True):  # see _slot: never cut a transaction short
+            done = await self.services.execution.complete(
+                job,
+                self.id,
+                files,
+                extension=EXTENSIONS[params.output_format],
+                nsfw=[False] * len(files),
+                inference_ms=inference_ms,
+                execution_ms=_ms_since(started),
+            )
         if done:
             _job_log(job).info("job completed in %d ms", _ms_since(started))
 
