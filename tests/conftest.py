@@ -152,6 +152,9 @@ def settings(tmp_path: Path, database_url: str, settings_override: str) -> Setti
         models=models,
         sync_mode_timeout=0.2 if settings_override == "slow" else 10,
         run_worker=settings_override != "no_worker",
+        # In-process API tests run models in a thread: a process per test would cost a
+        # second each. tests/worker and tests/e2e cover the process (default) path.
+        worker_isolation="thread",
         data_dir=tmp_path / "data",
         database_url=database_url,
         allow_private_urls=True,

@@ -7,6 +7,7 @@ constructs it and passes it down, so two apps with different settings can share 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,10 @@ class Settings(BaseSettings):
     file_url_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
     run_worker: bool = Field(default=True, description="run the in-process worker in serve")
+    worker_isolation: Literal["process", "thread"] = Field(
+        default="process",
+        description="run models in a separate process (a crash fails only the job) or a thread",
+    )
     worker_concurrency: int = Field(default=1, ge=1)
     lease_s: float = Field(
         default=30.0, gt=0, description="a claim lapses this long after its last heartbeat"

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from PIL import Image
 
 from imagegate.backends.base import GenerationInput, ProgressCallback
@@ -26,3 +29,18 @@ class WrongSizeBackend:
 
     def generate(self, request: GenerationInput, progress: ProgressCallback) -> list[Image.Image]:
         return [Image.new("RGB", (64, 64))]
+
+
+class DyingBackend:
+    """Kills its own process, as an out-of-memory killer or a segfault would."""
+
+    def __init__(self, spec: RouteSpec) -> None:
+        self.spec = spec
+
+    def generate(self, request: GenerationInput, progress: ProgressCallback) -> list[Image.Image]:
+        if "die" in request.prompt:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if "oserror" in request.prompt:
+            raise FileNotFoundError("model.safetensors is missing")
+        progress(1, 1)
+        return [Image.new("RGB", (request.width, request.height)) for _ in range(request.n)]

@@ -23,17 +23,23 @@ tasks = ["text-to-image"]
 backend = "tests.worker.backends:WrongSizeBackend"
 tasks = ["text-to-image"]
 
+[models."test/dying"]
+backend = "tests.worker.backends:DyingBackend"
+tasks = ["text-to-image"]
+
 [models."kwaivgi/kling-image-o1"]
 backend = "mock"
 tasks = ["text-to-image"]
 """
 
 
-@pytest.fixture
-def settings(settings: Settings, tmp_path: Path) -> Settings:
+@pytest.fixture(params=["thread", "process"])
+def settings(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Every failure here is checked with the model in a thread and in its own process."""
     path = tmp_path / "failing.toml"
     path.write_text(REGISTRY)
     settings.models = path
+    settings.worker_isolation = request.param
     return settings
 
 
@@ -92,4 +98,19 @@ async def test_the_worker_survives_when_a_failure_cannot_be_recorded(api: Api) -
     ok = await api.submit({"prompt": "fine", "enable_sync_mode": True}, route="test/exploding")
     execution.fail = real_fail
     assert calls == 1
+    assert ok.json()["data"]["status"] == "completed"
+
+
+@pytest.mark.parametrize("settings", ["process"], indirect=True)
+async def test_a_model_process_that_dies_fails_only_its_job(api: Api) -> None:
+    """An OOM kill or a segfault takes the model process down, not the server: the job
+    fails saying so, and a fresh model process runs the next job."""
+    died = await api.submit({"prompt": "die", "enable_sync_mode": True}, route="test/dying")
+    data = died.json()["data"]
+    assert died.status_code == 200
+    assert data["status"] == "failed"
+    assert data["error"] == (
+        "generation failed: the model process was killed by signal 9 while running this job"
+    )
+    ok = await api.submit({"prompt": "fine", "enable_sync_mode": True}, route="test/dying")
     assert ok.json()["data"]["status"] == "completed"

@@ -7,7 +7,6 @@ worker claims it again, so an accepted job is never lost.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import secrets
@@ -22,19 +21,12 @@ from imagegate.backends.base import GenerationInput, ProgressCallback
 from imagegate.domain.jobs import Job
 from imagegate.domain.registry import RouteSpec
 from imagegate.services.container import Services
+from imagegate.worker.child import load_backend
 from imagegate.worker.encode import EXTENSIONS, decode, encode
+from imagegate.worker.model_process import ModelProcess
+from imagegate.worker.protocol import JobCancelled
 
 log = logging.getLogger("imagegate.worker")
-
-
-class JobCancelled(Exception):
-    """Raised from the progress callback inside the backend to stop a cancelled job."""
-
-
-def load_backend(spec: RouteSpec) -> Any:
-    module_name, _, class_name = spec.backend_path.partition(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
-    return backend_class(spec)
 
 
 def _job_log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
@@ -65,6 +57,15 @@ class Worker:
         self.services.signals.work_available()
 
     async def _slot(self) -> None:
+        model = ModelProcess() if self.services.settings.worker_isolation == "process" else None
+        try:
+            await self._claim_and_run(model)
+        finally:
+            if model is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(model.close)
+
+    async def _claim_and_run(self, model: ModelProcess | None) -> None:
         execution = self.services.execution
         while not self._stopping:
             try:
@@ -79,7 +80,7 @@ class Worker:
             if job is None:
                 await self.services.signals.wait_for_work(self.services.settings.poll_interval_s)
                 continue
-            await self.run_job(job)
+            await self.run_job(job, model)
 
     async def _backend(self, spec: RouteSpec) -> Any:
         async with self._backend_lock:
@@ -105,7 +106,7 @@ class Worker:
                 cancelled.set()
                 return
 
-    async def run_job(self, job: Job) -> None:
+    async def run_job(self, job: Job, model: ModelProcess | None = None) -> None:
         jlog = _job_log(job)
         jlog.info("job started (attempt %d)", job.attempts)
         started = time.perf_counter()
@@ -118,7 +119,7 @@ class Worker:
         async with anyio.create_task_group() as group:
             group.start_soon(self._keep_lease, job, cancelled)
             try:
-                await self._execute(job, progress, started)
+                await self._execute(job, progress, started, model, cancelled)
             except JobCancelled:
                 jlog.info("job stopped: cancelled or no longer held")
             except Exception as exc:
@@ -138,9 +139,15 @@ class Worker:
             # runs again; the worker itself must live on to take the next one.
             _job_log(job).exception("could not record the failure")
 
-    async def _execute(self, job: Job, progress: ProgressCallback, started: float) -> None:
+    async def _execute(
+        self,
+        job: Job,
+        progress: ProgressCallback,
+        started: float,
+        model: ModelProcess | None,
+        cancelled: anyio.Event,
+    ) -> None:
         spec = self.services.registry.lookup(job.route, job.task)
-        backend = await self._backend(spec)
         raw_refs = await self.services.execution.references(job)
         references = [await anyio.to_thread.run_sync(decode, data) for data in raw_refs]
         params = job.params
@@ -154,9 +161,13 @@ class Worker:
             negative_prompt=params.negative_prompt,
             references=references,
         )
-        inference_start = time.perf_counter()
-        images = await anyio.to_thread.run_sync(backend.generate, request, progress)
-        inference_ms = _ms_since(inference_start)
+        if model is None:
+            backend = await self._backend(spec)
+            inference_start = time.perf_counter()
+            images = await anyio.to_thread.run_sync(backend.generate, request, progress)
+            inference_ms = _ms_since(inference_start)
+        else:
+            images, inference_ms = await model.generate(job.id, spec, request, progress, cancelled)
         if len(images) != params.n or any(
             image.size != (params.width, params.height) for image in images
         ):
