@@ -1,9 +1,11 @@
-"""Engine creation and the two kinds of transaction the services open.
+"""Engine creation and the two kinds of database access the services use.
 
-SQLite serialises writers; a deferred transaction that reads and then writes can fail with
-"database is locked" instead of waiting. Write transactions therefore start with
-``BEGIN IMMEDIATE`` (they queue on ``busy_timeout``), read transactions stay deferred so they
-never block writers under WAL.
+``write()`` is a transaction. On SQLite it starts with ``BEGIN IMMEDIATE`` (a deferred one
+that reads and then writes can fail with "database is locked" instead of waiting), and
+writers of one process queue on a lock rather than in SQLite's sleeping busy handler;
+writers of other processes wait on ``busy_timeout``. ``read()`` runs its statements
+outside an explicit transaction (autocommit), which saves round trips and never blocks a
+writer under WAL; a read that needs several statements to agree must use ``write()``.
 """
 
 from __future__ import annotations
