@@ -68,3 +68,38 @@ def test_serve_with_a_bad_registry_stops_naming_file_entry_and_problem(
     code, _, err = run({**env, "IMAGEGATE_MODELS": str(registry)}, "serve", "--port", "1")
     assert code == 2
     assert str(registry) in err and 'models."me/model"' in err and "unknown task 'paint'" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "env_value", "expected"),
+    [
+        ([], None, True),
+        ([], "false", False),
+        (["--worker"], "false", True),
+        (["--no-worker"], None, False),
+    ],
+)
+def test_serve_takes_the_worker_switch_from_the_flag_else_the_environment(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env_value: str | None,
+    expected: bool,
+) -> None:
+    import uvicorn
+
+    import imagegate.assembly as assembly
+    from imagegate.settings import Settings
+
+    seen: list[bool] = []
+
+    def record(settings: Settings) -> object:
+        seen.append(settings.run_worker)
+        return object()
+
+    monkeypatch.setattr(assembly, "build_app", record)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    extra = {"IMAGEGATE_RUN_WORKER": env_value} if env_value else {}
+    code, _, err = run({**env, **extra}, "serve", *args)
+    assert code == 0, err
+    assert seen == [expected]

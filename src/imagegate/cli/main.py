@@ -24,7 +24,10 @@ app.add_typer(db_app, name="db")
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    worker: Annotated[bool, typer.Option(help="run the in-process worker")] = True,
+    worker: Annotated[
+        bool | None,
+        typer.Option(help="run the in-process worker [default: IMAGEGATE_RUN_WORKER, else on]"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Serve the API (and, by default, run jobs in the same process)."""
@@ -36,7 +39,7 @@ def serve(
     from imagegate.settings import Settings
 
     configure_logging(log_level)
-    settings = Settings(run_worker=worker)
+    settings = Settings() if worker is None else Settings(run_worker=worker)
     try:
         load_registry(settings.models)  # fail before binding the port, with the reason
     except RegistryError as exc:
