@@ -267,3 +267,11 @@ async def test_upload_with_a_very_long_filename_is_stored(api: Api) -> None:
         headers=api.auth,
     )
     assert response.status_code == 200, response.text
+
+
+async def test_a_ticket_link_used_before_its_put_is_400(api: Api) -> None:
+    ticket = await ticket_for(api, png((10, 10)))
+    url = ticket.json()["data"]["download_url"]
+    response = await api.submit({"prompt": "x", "images": [url]})
+    assert response.status_code == 400
+    assert "was its upload completed" in response.json()["message"]

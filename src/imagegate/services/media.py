@@ -220,7 +220,9 @@ class MediaService:
             try:
                 return await self.blobs.get(key), key
             except KeyError as exc:
-                raise BadRequestError(f"{field}: the uploaded file is gone") from exc
+                raise BadRequestError(
+                    f"{field}: no file behind this link (was its upload completed?)"
+                ) from exc
         if FILES_PATH in urlsplit(entry).path:
             raise BadRequestError(f"{field}: the link to an uploaded file is invalid or expired")
         try:
