@@ -182,8 +182,10 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(
         CHECKS,
         "--max-examples",
         str(MAX_EXAMPLES),
+        # One worker: with two, schemathesis 4.32's coverage phase sometimes failed with
+        # an internal KeyError under load (its own cache, not a server answer).
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "20",
         "--max-redirects",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -21,6 +23,7 @@ from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
 from imagegate.store.engine import Database
 from imagegate.store.migrate import upgrade
+from imagegate.store.notifications import listen
 
 log = logging.getLogger("imagegate")
 
@@ -63,7 +66,7 @@ async def open_services(
         blobs = LocalBlobStore(settings.outputs_dir)
         signals = JobSignals()
         media = MediaService(settings, db, blobs, signing_secret(settings), clock)
-        yield Services(
+        services = Services(
             settings=settings,
             db=db,
             registry=registry,
@@ -73,5 +76,19 @@ async def open_services(
             predictions=PredictionService(settings, db, registry, media, signals, clock),
             execution=ExecutionService(settings, db, media, signals, clock),
         )
+        # A plain task rather than a task group around the yield: a task group would wrap
+        # every exception raised by the caller's body in an ExceptionGroup.
+        listener = (
+            asyncio.create_task(listen(settings.resolved_database_url, signals.deliver))
+            if db.dialect == "postgresql"
+            else None
+        )
+        try:
+            yield services
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
     finally:
         await db.dispose()

@@ -12,6 +12,7 @@ from imagegate.services.media import MediaService
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
 from imagegate.store.engine import Database
+from imagegate.store.notifications import notify
 
 log = logging.getLogger("imagegate.execution")
 
@@ -89,6 +90,8 @@ class ExecutionService:
                 inference_ms=inference_ms,
                 now=self.clock(),
             )
+            if done:
+                await notify(conn, job.id)
         if not done:
             # Cancelled, or the lease passed to another worker: its result is not ours to keep.
             for key in keys:
@@ -102,5 +105,7 @@ class ExecutionService:
             done = await leases.fail(
                 conn, job.id, worker_id, error=error, execution_ms=execution_ms, now=self.clock()
             )
+            if done:
+                await notify(conn, job.id)
         self.signals.job_changed(job.id)
         return done

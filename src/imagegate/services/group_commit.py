@@ -16,6 +16,7 @@ import anyio
 from imagegate.domain.jobs import Job
 from imagegate.store import jobs as repo
 from imagegate.store.engine import Database
+from imagegate.store.notifications import WORK, notify
 
 _MAX_BATCH = 256
 
@@ -53,6 +54,7 @@ class JobInserter:
             try:
                 async with self.db.write() as conn:
                     await repo.insert_jobs(conn, [p.job for p in batch])
+                    await notify(conn, WORK)
             except Exception as exc:
                 for p in batch:
                     p.error = exc

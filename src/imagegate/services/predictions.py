@@ -25,6 +25,7 @@ from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
 from imagegate.store import jobs as repo
 from imagegate.store.engine import Database
+from imagegate.store.notifications import notify
 from imagegate.wire import GenerationRequest, ListQuery, Prediction, PredictionUrls, Timings
 
 log = logging.getLogger("imagegate.predictions")
@@ -153,6 +154,8 @@ class PredictionService:
         await self.get(principal, job_id)
         async with self.db.write() as conn:
             cancelled = await repo.cancel_job(conn, job_id, CANCELLED_ERROR, self.clock())
+            if cancelled:
+                await notify(conn, job_id)
             job = await repo.get_job(conn, job_id)
         assert job is not None
         if not cancelled:

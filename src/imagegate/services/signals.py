@@ -2,12 +2,14 @@
 
 They only shorten waits. Every waiter also re-reads the database on a timer, so a change
 made by another process (a second server, a separate worker) is seen within the poll
-interval even though no signal crosses the process boundary.
+interval; on PostgreSQL, ``deliver`` brings other processes' changes at once.
 """
 
 from __future__ import annotations
 
 import anyio
+
+from imagegate.store.notifications import WORK
 
 
 class JobSignals:
@@ -31,6 +33,13 @@ class JobSignals:
                 waiters.remove(event)
             if not waiters:
                 self._job_waiters.pop(job_id, None)
+
+    def deliver(self, payload: str) -> None:
+        """A change announced by any process (PostgreSQL NOTIFY): "work", or a job id."""
+        if payload == WORK:
+            self.work_available()
+        else:
+            self.job_changed(payload)
 
     def work_available(self) -> None:
         self._work.set()
