@@ -71,3 +71,24 @@ async def test_cancel_stops_the_child_at_its_next_step(model: ModelProcess) -> N
             await model.generate("j1", SLOW, request(), progress, cancelled)
     images, _ = await model.generate("j2", MOCK, request(n=1), lambda s, t: None, anyio.Event())
     assert len(images) == 1
+
+
+async def test_a_cancel_leaves_no_stale_answer_for_the_next_job(model: ModelProcess) -> None:
+    """The supervisor's progress callback raises once a job is cancelled; the child's own
+    "cancelled" answer must still be read, not left in the pipe for the next job."""
+    cancelled = anyio.Event()
+
+    def progress(step: int, total: int) -> None:
+        if cancelled.is_set():
+            raise JobCancelled()
+
+    async def cancel_soon() -> None:
+        await anyio.sleep(0.2)
+        cancelled.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(cancel_soon)
+        with anyio.fail_after(3), pytest.raises(JobCancelled):
+            await model.generate("j1", SLOW, request(), progress, cancelled)
+    images, _ = await model.generate("j2", MOCK, request(n=1), lambda s, t: None, anyio.Event())
+    assert len(images) == 1

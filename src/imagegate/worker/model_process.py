@@ -85,8 +85,15 @@ class ModelProcess:
                 message = conn.recv()
             except (EOFError, OSError):
                 raise self._died(process) from None
+            if message.job_id != job_id:
+                continue  # a late answer about an earlier job
             if isinstance(message, Progress):
-                progress(message.step, message.total)
+                try:
+                    progress(message.step, message.total)
+                except JobCancelled:
+                    # The child is told at the top of the loop; leaving now would strand
+                    # its "cancelled" answer in the pipe, to be read as the next job's.
+                    continue
             elif isinstance(message, Done):
                 return message.images, message.inference_ms
             elif isinstance(message, Failed):

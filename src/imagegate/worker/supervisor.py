@@ -179,7 +179,7 @@ class Worker:
             await anyio.to_thread.run_sync(partial(encode, image, params.output_format))
             for image in images
         ]
-        with anyio.CancelScope(shield=True):  # see _slot: never cut a transaction short
+        with anyio.CancelScope(shield=True):  # see _claim_and_run: never cut a transaction short
             done = await self.services.execution.complete(
                 job,
                 self.id,
