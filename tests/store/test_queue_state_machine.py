@@ -23,7 +23,7 @@ from imagegate.store import accounts, jobs
 from imagegate.store.engine import Database
 from imagegate.store.migrate import upgrade
 from imagegate.store.tables import predictions
-from tests.conftest import SAMPLE_PARAMS
+from tests.conftest import sample_job
 
 LEASE_S = 10
 WORKERS = ("w1", "w2", "w3")
@@ -66,21 +66,9 @@ def test_queue_follows_its_model(database_url: str) -> None:
         @rule()
         def submit(self) -> None:
             self.counter += 1
-            job_id = f"{self.counter:012x}{'0' * 20}"
-            self.run(
-                self._write(
-                    lambda c: jobs.insert_job(
-                        c,
-                        job_id=job_id,
-                        account_id="acct",
-                        route="a/b",
-                        task="text-to-image",
-                        params=SAMPLE_PARAMS,
-                        reference_keys=[],
-                        now=self.now,
-                    )
-                )
-            )
+            job = sample_job(self.counter, now=self.now)
+            job_id = job.id
+            self.run(self._write(lambda c: jobs.insert_jobs(c, [job])))
             self.model[job_id] = Expected(JobStatus.CREATED)
 
         def _claimable(self) -> list[str]:

@@ -18,6 +18,14 @@ CONTENT_TYPES = {
     "BMP": "image/bmp",
 }
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+# File extension (and the contract's output_format names) to content type.
+CONTENT_TYPE_BY_EXTENSION = {EXTENSIONS[f]: CONTENT_TYPES[f] for f in CONTENT_TYPES} | {
+    "jpeg": "image/jpeg"
+}
+# Content type (and the common misspelling image/jpg) to file extension.
+EXTENSION_BY_CONTENT_TYPE = {CONTENT_TYPES[f]: EXTENSIONS[f] for f in CONTENT_TYPES} | {
+    "image/jpg": "jpg"
+}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ import anyio
 
 from imagegate.blobs.base import BlobStore
 from imagegate.domain.ids import new_object_id
-from imagegate.domain.images import ImageInfo, inspect_image
+from imagegate.domain.images import (
+    CONTENT_TYPE_BY_EXTENSION,
+    EXTENSION_BY_CONTENT_TYPE,
+    ImageInfo,
+    inspect_image,
+)
 from imagegate.domain.signing import sign, verify
 from imagegate.errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from imagegate.services.clock import Clock, epoch
@@ -27,14 +32,6 @@ FILES_PATH = "/api/v3/media/files/"
 UPLOADS_PATH = "/api/v3/media/uploads/"
 _DATA_URI = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_TICKET_TYPES = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/jpg": "jpg",
-    "image/webp": "webp",
-    "image/gif": "gif",
-    "image/bmp": "bmp",
-}
 
 
 @dataclass(frozen=True)
@@ -94,14 +91,7 @@ class MediaService:
         except KeyError as exc:
             raise NotFoundError("file not found, or its link has expired") from exc
         extension = key.rsplit(".", 1)[-1].lower()
-        content_type = {
-            "png": "image/png",
-            "jpg": "image/jpeg",
-            "jpeg": "image/jpeg",
-            "webp": "image/webp",
-            "gif": "image/gif",
-            "bmp": "image/bmp",
-        }.get(extension, "application/octet-stream")
+        content_type = CONTENT_TYPE_BY_EXTENSION.get(extension, "application/octet-stream")
         return StoredFile(data=data, content_type=content_type)
 
     # -- uploads -----------------------------------------------------------------------
@@ -147,11 +137,10 @@ class MediaService:
                 f"size: at most {self.settings.max_upload_bytes} bytes (got {size})"
             )
         media_type = content_type.split(";")[0].strip().lower()
-        extension = _TICKET_TYPES.get(media_type)
+        extension = EXTENSION_BY_CONTENT_TYPE.get(media_type)
         if extension is None:
-            raise BadRequestError(
-                f"content_type: must be one of {', '.join(_TICKET_TYPES)} (got {content_type!r})"
-            )
+            allowed = ", ".join(EXTENSION_BY_CONTENT_TYPE)
+            raise BadRequestError(f"content_type: must be one of {allowed} (got {content_type!r})")
         upload_id = new_object_id()
         record = UploadRecord(
             id=upload_id,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import anyio
 
 from imagegate.domain.ids import new_prediction_id
+from imagegate.domain.images import CONTENT_TYPE_BY_EXTENSION
 from imagegate.domain.jobs import CANCELLED_ERROR, Job, JobStatus
 from imagegate.domain.registry import Registry
 from imagegate.domain.requests import build_params, check_prompt, check_webhook, resolve_seed
@@ -32,7 +33,6 @@ log = logging.getLogger("imagegate.predictions")
 
 _ENDED_CACHE_LIMIT = 10_000
 SYNC_TIMEOUT_ERROR = "Sync mode timed out; poll urls.get for the result"
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
 class PredictionService:
@@ -196,7 +196,7 @@ class PredictionService:
         if job.status != JobStatus.COMPLETED:
             return []
         if job.params.base64_output:
-            mime = _MIME[job.params.output_format]
+            mime = CONTENT_TYPE_BY_EXTENSION[job.params.output_format]
             return [
                 f"data:{mime};base64,{base64.b64encode(data).decode()}"
                 for data in await self._read_all(job.outputs)

@@ -84,23 +84,17 @@ async def insert_jobs(conn: AsyncConnection, new: Sequence[Job]) -> None:
                 "status": job.status.value,
                 "params": job.params.to_json(),
                 "reference_keys": list(job.reference_keys),
-                "outputs": [],
-                "nsfw": [],
-                "error": None,
-                "execution_ms": 0,
-                "inference_ms": 0,
-                "attempts": 0,
+                "outputs": list(job.outputs),
+                "nsfw": list(job.nsfw),
+                "error": job.error,
+                "execution_ms": job.execution_ms,
+                "inference_ms": job.inference_ms,
+                "attempts": job.attempts,
                 "created_at": job.created_at,
             }
             for job in new
         ],
     )
-
-
-async def insert_job(conn: AsyncConnection, **fields: Any) -> Job:
-    job = new_job(**fields)
-    await insert_jobs(conn, [job])
-    return job
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> Job | None:

@@ -6,8 +6,11 @@ import io
 
 from PIL import Image
 
+from imagegate.domain.images import EXTENSIONS as IMAGE_EXTENSIONS
+
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+# output_format -> file extension, through the one table of image formats.
+EXTENSIONS = {name: IMAGE_EXTENSIONS[pil] for name, pil in PIL_FORMATS.items()}
 
 
 def encode(image: Image.Image, output_format: str) -> bytes:
