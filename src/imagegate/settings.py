@@ -51,7 +51,28 @@ class Settings(BaseSettings):
         default="process",
         description="run models in a separate process (a crash fails only the job) or a thread",
     )
-    worker_concurrency: int = Field(default=1, ge=1)
+    worker_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="jobs one worker holds at once: the model runs one batch at a time "
+        "while the others are encoded, stored or gathered into the next batch",
+    )
+    batch_window_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=10_000,
+        description="under concurrent load, how long a batch waits for compatible jobs",
+    )
+    model_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="memory the loaded models may hold; least recently used ones are "
+        "unloaded past it (unset: no limit)",
+    )
+    progress_interval_s: float = Field(
+        default=0.5, gt=0, description="how often a running job's step is written"
+    )
     lease_s: float = Field(
         default=30.0, gt=0, description="a claim lapses this long after its last heartbeat"
     )

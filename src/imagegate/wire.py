@@ -64,6 +64,13 @@ class Timings(BaseModel):
     inference: int = 0
 
 
+class JobProgress(BaseModel):
+    """imagegate's extension: the model's step while the job runs."""
+
+    step: int
+    total: int
+
+
 class Prediction(BaseModel):
     id: str
     model: str
@@ -75,6 +82,10 @@ class Prediction(BaseModel):
     timings: Timings
     has_nsfw_contents: list[bool]
     created_at: str
+    # imagegate's extensions, which clients of the reference API ignore: the seed the job
+    # ran with (image i used seed + i), and the model's progress while it runs.
+    seed: int
+    progress: JobProgress | None = None
 
 
 class PredictionPage(BaseModel):

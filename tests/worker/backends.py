@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Sequence
 
 from PIL import Image
 
@@ -12,35 +13,53 @@ from imagegate.backends.base import GenerationInput, ProgressCallback
 from imagegate.domain.registry import RouteSpec
 
 
-class ExplodingBackend:
+def _blank(request: GenerationInput) -> list[Image.Image]:
+    return [Image.new("RGB", (request.width, request.height)) for _ in range(request.n)]
+
+
+class _Quiet:
     def __init__(self, spec: RouteSpec) -> None:
         self.spec = spec
 
-    def generate(self, request: GenerationInput, progress: ProgressCallback) -> list[Image.Image]:
-        if "explode" in request.prompt:
+    def memory_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class ExplodingBackend(_Quiet):
+    def generate(
+        self, requests: Sequence[GenerationInput], progress: ProgressCallback
+    ) -> list[list[Image.Image]]:
+        if any("explode" in request.prompt for request in requests):
             raise RuntimeError("CUDA out of memory (simulated)")
         progress(1, 1)
-        return [Image.new("RGB", (request.width, request.height)) for _ in range(request.n)]
+        return [_blank(request) for request in requests]
 
 
-class WrongSizeBackend:
-    def __init__(self, spec: RouteSpec) -> None:
-        self.spec = spec
+class WrongSizeBackend(_Quiet):
+    def generate(
+        self, requests: Sequence[GenerationInput], progress: ProgressCallback
+    ) -> list[list[Image.Image]]:
+        return [[Image.new("RGB", (64, 64))] for _ in requests]
 
-    def generate(self, request: GenerationInput, progress: ProgressCallback) -> list[Image.Image]:
-        return [Image.new("RGB", (64, 64))]
 
-
-class DyingBackend:
+class DyingBackend(_Quiet):
     """Kills its own process, as an out-of-memory killer or a segfault would."""
 
-    def __init__(self, spec: RouteSpec) -> None:
-        self.spec = spec
-
-    def generate(self, request: GenerationInput, progress: ProgressCallback) -> list[Image.Image]:
-        if "die" in request.prompt:
+    def generate(
+        self, requests: Sequence[GenerationInput], progress: ProgressCallback
+    ) -> list[list[Image.Image]]:
+        prompts = " ".join(request.prompt for request in requests)
+        if "die" in prompts:
             os.kill(os.getpid(), signal.SIGKILL)
-        if "oserror" in request.prompt:
+        if "oserror" in prompts:
             raise FileNotFoundError("model.safetensors is missing")
         progress(1, 1)
-        return [Image.new("RGB", (request.width, request.height)) for _ in range(request.n)]
+        return [_blank(request) for request in requests]
+
+
+class UnloadableBackend(_Quiet):
+    def __init__(self, spec: RouteSpec) -> None:
+        raise FileNotFoundError(f"{spec.route}: model_index.json is missing")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
@@ -20,7 +21,8 @@ _STEPS = 4
 
 
 def _digest(request: GenerationInput, index: int) -> bytes:
-    text = f"{request.prompt}\x00{request.negative_prompt or ''}\x00{request.seed}\x00{index}"
+    seed = request.image_seed(index)
+    text = f"{request.prompt}\x00{request.negative_prompt or ''}\x00{seed}"
     return hashlib.sha256(text.encode()).digest()
 
 
@@ -44,11 +46,19 @@ class MockBackend:
     def __init__(self, spec: RouteSpec) -> None:
         self.delay_s = spec.delay_ms / 1000
 
-    def generate(self, request: GenerationInput, progress: ProgressCallback) -> list[Image.Image]:
+    def generate(
+        self, requests: Sequence[GenerationInput], progress: ProgressCallback
+    ) -> list[list[Image.Image]]:
         for step in range(1, _STEPS + 1):
             if self.delay_s:
                 # The job's configured duration, spread over the steps so that progress
                 # and cancellation behave as they do with a real model.
                 time.sleep(self.delay_s / _STEPS)
             progress(step, _STEPS)
-        return [draw(request, index) for index in range(request.n)]
+        return [[draw(request, index) for index in range(request.n)] for request in requests]
+
+    def memory_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass

@@ -59,6 +59,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     lease_owner: str | None = None
+    progress_step: int = 0
+    progress_total: int = 0
 
     @property
     def is_terminal(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from imagegate.domain.diffusers_options import DiffusersOptions
 from imagegate.errors import NotFoundError
 
 TASKS = ("text-to-image", "image-to-image", "edit")
@@ -40,6 +41,10 @@ class _Entry(BaseModel):
     backend: str
     tasks: list[str] = Field(min_length=1)
     delay_ms: int = Field(default=0, ge=0)
+    # Images per model call: concurrent compatible jobs are merged up to this many.
+    max_batch: int = Field(default=1, ge=1, le=64)
+    # Load the model when the worker starts instead of on its first job.
+    warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,11 +53,18 @@ class RouteSpec:
     backend: str
     tasks: tuple[str, ...]
     delay_ms: int = 0
+    max_batch: int = 1
+    warm: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def backend_path(self) -> str:
         return BUILTIN_BACKENDS.get(self.backend, self.backend)
+
+    def takes_references(self, task: str) -> bool:
+        # A diffusers text-to-image pipeline has no input for reference images; the
+        # image-conditioned tasks of a route run its image-to-image pipeline instead.
+        return task != "text-to-image" or self.backend != "diffusers"
 
 
 @dataclass(frozen=True)
@@ -111,12 +123,20 @@ def parse_registry(text: str, path: Path | str) -> Registry:
                 f"unknown backend {entry.backend!r}; use {', '.join(BUILTIN_BACKENDS)} "
                 "or a 'package.module:Class' path",
             )
+        options = dict(entry.model_extra or {})
+        if entry.backend == "diffusers":
+            try:
+                DiffusersOptions.model_validate(options)
+            except ValidationError as exc:
+                raise RegistryError(path, route, _first_problem(exc)) from exc
         routes[route] = RouteSpec(
             route=route,
             backend=entry.backend,
             tasks=tuple(entry.tasks),
             delay_ms=entry.delay_ms,
-            options=dict(entry.model_extra or {}),
+            max_batch=entry.max_batch,
+            warm=entry.warm,
+            options=options,
         )
     return Registry(routes=routes, source=str(path))
 

@@ -65,12 +65,19 @@ def _held_by(job_id: str, worker_id: str) -> list[ColumnElement[bool]]:
 
 
 async def heartbeat(
-    conn: AsyncConnection, job_id: str, worker_id: str, now: datetime, lease_s: float
+    conn: AsyncConnection,
+    job_id: str,
+    worker_id: str,
+    now: datetime,
+    lease_s: float,
+    progress: tuple[int, int] | None = None,
 ) -> bool:
+    """Extend the lease (and record the model's step), only while ``worker_id`` holds it."""
+    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_s)}
+    if progress is not None:
+        values["progress_step"], values["progress_total"] = progress
     result = await conn.execute(
-        update(predictions)
-        .where(*_held_by(job_id, worker_id))
-        .values(lease_expires_at=now + timedelta(seconds=lease_s))
+        update(predictions).where(*_held_by(job_id, worker_id)).values(values)
     )
     return result.rowcount == 1
 

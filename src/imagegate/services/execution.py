@@ -51,10 +51,14 @@ class ExecutionService:
                 execution_ms=0,
             )
 
-    async def heartbeat(self, job: Job, worker_id: str) -> bool:
+    async def heartbeat(
+        self, job: Job, worker_id: str, progress: tuple[int, int] | None = None
+    ) -> bool:
+        """Extend the job's lease, recording the model's (step, total) when given; False
+        once the job is no longer this worker's (cancelled, or taken over)."""
         async with self.db.write() as conn:
             return await leases.heartbeat(
-                conn, job.id, worker_id, self.clock(), self.settings.lease_s
+                conn, job.id, worker_id, self.clock(), self.settings.lease_s, progress
             )
 
     async def references(self, job: Job) -> list[bytes]:

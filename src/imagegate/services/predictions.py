@@ -27,7 +27,14 @@ from imagegate.settings import Settings
 from imagegate.store import jobs as repo
 from imagegate.store.engine import Database
 from imagegate.store.notifications import notify
-from imagegate.wire import GenerationRequest, ListQuery, Prediction, PredictionUrls, Timings
+from imagegate.wire import (
+    GenerationRequest,
+    JobProgress,
+    ListQuery,
+    Prediction,
+    PredictionUrls,
+    Timings,
+)
 
 log = logging.getLogger("imagegate.predictions")
 
@@ -68,6 +75,13 @@ class PredictionService:
                 raise BadRequestError(f"webhook: {exc}") from exc
         if task in ("image-to-image", "edit") and not request.images:
             raise BadRequestError(f"images: task {task!r} needs at least one reference image")
+        if request.images and not spec.takes_references(task):
+            hint = (
+                "; send them to its image-to-image task" if "image-to-image" in spec.tasks else ""
+            )
+            raise BadRequestError(
+                f"images: model {route!r} takes no reference images for {task!r}{hint}"
+            )
 
         job_id = new_prediction_id()
         references = await self.media.store_references(job_id, list(request.images or ()))
@@ -190,6 +204,12 @@ class PredictionService:
             timings=Timings(inference=job.inference_ms),
             has_nsfw_contents=list(job.nsfw),
             created_at=job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            seed=job.params.seed,
+            progress=(
+                JobProgress(step=job.progress_step, total=job.progress_total)
+                if job.status == JobStatus.PROCESSING and job.progress_total
+                else None
+            ),
         )
 
     async def _output_refs(self, job: Job, base_url: str) -> list[str]:

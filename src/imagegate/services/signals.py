@@ -21,7 +21,8 @@ class JobSignals:
         for event in self._job_waiters.pop(job_id, []):
             event.set()
 
-    async def wait_job_changed(self, job_id: str, limit_s: float) -> None:
+    async def wait_job_changed(self, job_id: str, limit_s: float) -> bool:
+        """Whether the job changed (False: the time ran out)."""
         event = anyio.Event()
         waiters = self._job_waiters.setdefault(job_id, [])
         waiters.append(event)
@@ -33,6 +34,7 @@ class JobSignals:
                 waiters.remove(event)
             if not waiters:
                 self._job_waiters.pop(job_id, None)
+        return event.is_set()
 
     def deliver(self, payload: str) -> None:
         """A change announced by any process (PostgreSQL NOTIFY): "work", or a job id."""

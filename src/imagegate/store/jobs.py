@@ -38,6 +38,8 @@ def row_to_job(row: RowMapping) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         lease_owner=row["lease_owner"],
+        progress_step=row["progress_step"],
+        progress_total=row["progress_total"],
     )
 
 

@@ -66,6 +66,9 @@ predictions = Table(
     Column("execution_ms", Integer, nullable=False, default=0),
     Column("inference_ms", Integer, nullable=False, default=0),
     Column("attempts", Integer, nullable=False, default=0),
+    # The model's step while the job runs, written with the heartbeat.
+    Column("progress_step", Integer, nullable=False, default=0, server_default="0"),
+    Column("progress_total", Integer, nullable=False, default=0, server_default="0"),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", DateTime, nullable=True),
     Column("created_at", DateTime, nullable=False),

@@ -1,19 +1,20 @@
-"""The supervisor's handle on one model process: start it, hand it a job, relay progress
-and cancellation, notice when it dies, start a new one for the next job."""
+"""The supervisor's handle on one model process: start it, hand it a batch, relay progress
+and cancellation, notice when it dies, start a new one for the next batch."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import multiprocessing
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 import anyio
 from PIL import Image
 
-from imagegate.backends.base import GenerationInput
+from imagegate.backends.base import GenerationInput, ProgressCallback
 from imagegate.domain.registry import RouteSpec
 from imagegate.worker import child
 from imagegate.worker.protocol import (
@@ -21,6 +22,7 @@ from imagegate.worker.protocol import (
     Done,
     Failed,
     JobCancelled,
+    Load,
     Progress,
     Run,
     Shutdown,
@@ -37,16 +39,27 @@ class ModelProcessDied(Exception):
     pass
 
 
+def _run_id() -> str:
+    return secrets.token_hex(6)
+
+
 class ModelProcess:
-    def __init__(self) -> None:
+    def __init__(self, budget_bytes: int | None = None) -> None:
+        self.budget_bytes = budget_bytes
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
 
     def _start(self) -> tuple[BaseProcess, Connection]:
         context = multiprocessing.get_context("spawn")
         parent, child_end = context.Pipe()
+        root = logging.getLogger("imagegate")
+        # The child logs like this process does once logging was set up (the CLI does).
+        log_level = logging.getLevelName(root.getEffectiveLevel()) if root.handlers else None
         process = context.Process(
-            target=child.main, args=(child_end,), name="imagegate-model", daemon=True
+            target=child.main,
+            args=(child_end, self.budget_bytes, log_level),
+            name="imagegate-model",
+            daemon=True,
         )
         process.start()
         child_end.close()
@@ -60,46 +73,52 @@ class ModelProcess:
         self.close()
         return self._start()
 
+    async def load(self, spec: RouteSpec) -> None:
+        """Load a model ahead of its first job; raises RuntimeError if it cannot be."""
+        await self._exchange(Load(_run_id(), spec), lambda step, total: None, lambda: False)
+
     async def generate(
         self,
-        job_id: str,
         spec: RouteSpec,
-        request: GenerationInput,
-        progress: Callable[[int, int], None],
-        cancelled: anyio.Event,
-    ) -> tuple[list[Image.Image], int]:
-        """The images and the model's own time in ms; raises ModelProcessDied,
-        JobCancelled, or RuntimeError with the backend's message."""
+        requests: Sequence[GenerationInput],
+        progress: ProgressCallback,
+        stop: Callable[[], bool],
+    ) -> tuple[list[list[Image.Image]], int]:
+        """One list of images per request and the model's own time in ms; raises
+        ModelProcessDied, JobCancelled once ``stop()`` holds, or RuntimeError with the
+        backend's message."""
+        done = await self._exchange(Run(_run_id(), spec, list(requests)), progress, stop)
+        return done.images, done.inference_ms
+
+    async def _exchange(
+        self, message: Run | Load, progress: ProgressCallback, stop: Callable[[], bool]
+    ) -> Done:
         process, conn = await anyio.to_thread.run_sync(self._running)
-        conn.send(Run(job_id, spec, request))
+        conn.send(message)
+        run_id = message.run_id
         cancel_sent = False
         while True:
-            if cancelled.is_set() and not cancel_sent:
-                conn.send(Cancel(job_id))
+            if not cancel_sent and stop():
+                conn.send(Cancel(run_id))
                 cancel_sent = True
             if not await anyio.to_thread.run_sync(conn.poll, _POLL_S):
                 if not process.is_alive():
                     raise self._died(process)
                 continue
             try:
-                message = conn.recv()
+                answer = conn.recv()
             except (EOFError, OSError):
                 raise self._died(process) from None
-            if message.job_id != job_id:
-                continue  # a late answer about an earlier job
-            if isinstance(message, Progress):
-                try:
-                    progress(message.step, message.total)
-                except JobCancelled:
-                    # The child is told at the top of the loop; leaving now would strand
-                    # its "cancelled" answer in the pipe, to be read as the next job's.
-                    continue
-            elif isinstance(message, Done):
-                return message.images, message.inference_ms
-            elif isinstance(message, Failed):
-                if message.cancelled:
+            if answer.run_id != run_id:
+                continue  # a late answer about an earlier run
+            if isinstance(answer, Progress):
+                progress(answer.step, answer.total)
+            elif isinstance(answer, Done):
+                return answer
+            elif isinstance(answer, Failed):
+                if answer.cancelled:
                     raise JobCancelled()
-                raise RuntimeError(message.error)
+                raise RuntimeError(answer.error)
 
     def _died(self, process: BaseProcess) -> ModelProcessDied:
         process.join(timeout=5)

@@ -1,7 +1,8 @@
 """The typed messages between the supervisor and its model process.
 
-Parent to child: Run, Cancel, Shutdown. Child to parent: Progress, Done, Failed.
-They cross a ``multiprocessing`` pipe, so everything in them must pickle.
+Parent to child: Run, Load, Cancel, Shutdown. Child to parent: Progress, Done, Failed.
+They cross a ``multiprocessing`` pipe, so everything in them must pickle. A Run carries a
+batch: one or more requests that the model renders in one call.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ from imagegate.domain.registry import RouteSpec
 
 @dataclass(frozen=True)
 class Run:
-    job_id: str
+    run_id: str
     spec: RouteSpec
-    request: GenerationInput
+    requests: list[GenerationInput]
+
+
+@dataclass(frozen=True)
+class Load:
+    """Load a model ahead of its first job (warm-up); answered with Done or Failed."""
+
+    run_id: str
+    spec: RouteSpec
 
 
 @dataclass(frozen=True)
 class Cancel:
-    job_id: str
+    run_id: str
 
 
 @dataclass(frozen=True)
@@ -33,21 +42,22 @@ class Shutdown:
 
 @dataclass(frozen=True)
 class Progress:
-    job_id: str
+    run_id: str
     step: int
     total: int
 
 
 @dataclass(frozen=True)
 class Done:
-    job_id: str
-    images: list[Image.Image]
+    run_id: str
+    # One list of images per request of the Run, in order.
+    images: list[list[Image.Image]]
     inference_ms: int
 
 
 @dataclass(frozen=True)
 class Failed:
-    job_id: str
+    run_id: str
     error: str
     cancelled: bool = False
 
@@ -56,5 +66,5 @@ class JobCancelled(Exception):
     """The job was cancelled (or is no longer this worker's) while it ran."""
 
 
-ToChild = Run | Cancel | Shutdown
+ToChild = Run | Load | Cancel | Shutdown
 FromChild = Progress | Done | Failed

@@ -13,16 +13,15 @@ import secrets
 import socket
 import time
 from functools import partial
-from typing import Any
 
 import anyio
 
 from imagegate.backends.base import GenerationInput, ProgressCallback
 from imagegate.domain.jobs import Job
-from imagegate.domain.registry import RouteSpec
 from imagegate.services.container import Services
-from imagegate.worker.child import load_backend
+from imagegate.worker.batcher import Batcher, Models
 from imagegate.worker.encode import EXTENSIONS, decode, encode
+from imagegate.worker.in_thread import InThreadModels
 from imagegate.worker.model_process import ModelProcess
 from imagegate.worker.protocol import JobCancelled
 
@@ -33,22 +32,56 @@ def _job_log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
     return logging.LoggerAdapter(log, {"prediction_id": job.id, "route": job.route})
 
 
+class _Progress:
+    """The model's latest step for one job. The model's thread writes it, the job's
+    lease keeper reads it and stores it with the next heartbeat."""
+
+    def __init__(self) -> None:
+        self.latest: tuple[int, int] | None = None
+        self.stored: tuple[int, int] | None = None
+
+    def __call__(self, step: int, total: int) -> None:
+        self.latest = (step, total)
+
+    def unstored(self) -> tuple[int, int] | None:
+        latest = self.latest
+        return latest if latest != self.stored else None
+
+
 class Worker:
     def __init__(self, services: Services, *, concurrency: int | None = None) -> None:
         self.services = services
-        self.concurrency = concurrency or services.settings.worker_concurrency
+        settings = services.settings
+        self.concurrency = concurrency or settings.worker_concurrency
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._backends: dict[str, Any] = {}
-        self._backend_lock = anyio.Lock()
+        budget = (
+            None if settings.model_memory_gb is None else int(settings.model_memory_gb * 1024**3)
+        )
+        # One model process per worker: it holds the weights once, and its batcher feeds
+        # it the jobs that all slots have in hand.
+        self.models: Models
+        if settings.worker_isolation == "process":
+            self.models = ModelProcess(budget)
+        else:
+            self.models = InThreadModels(budget)
+        self.batcher = Batcher(self.models, settings.batch_window_ms / 1000)
         self._stopping = False
         self.stopped = anyio.Event()
 
     async def run(self) -> None:
+        warm = [spec for spec in self.services.registry.routes.values() if spec.warm]
         try:
-            async with anyio.create_task_group() as group:
-                for _ in range(self.concurrency):
-                    group.start_soon(self._slot)
+            async with anyio.create_task_group() as model_side:
+                model_side.start_soon(self.batcher.run, warm)
+                try:
+                    async with anyio.create_task_group() as slots:
+                        for _ in range(self.concurrency):
+                            slots.start_soon(self._claim_and_run)
+                finally:
+                    model_side.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.models.close)
             self.stopped.set()
 
     def stop(self) -> None:
@@ -56,16 +89,7 @@ class Worker:
         self._stopping = True
         self.services.signals.work_available()
 
-    async def _slot(self) -> None:
-        model = ModelProcess() if self.services.settings.worker_isolation == "process" else None
-        try:
-            await self._claim_and_run(model)
-        finally:
-            if model is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(model.close)
-
-    async def _claim_and_run(self, model: ModelProcess | None) -> None:
+    async def _claim_and_run(self) -> None:
         execution = self.services.execution
         while not self._stopping:
             try:
@@ -80,46 +104,43 @@ class Worker:
             if job is None:
                 await self.services.signals.wait_for_work(self.services.settings.poll_interval_s)
                 continue
-            await self.run_job(job, model)
+            await self.run_job(job)
 
-    async def _backend(self, spec: RouteSpec) -> Any:
-        async with self._backend_lock:
-            backend = self._backends.get(spec.route)
-            if backend is None:
-                backend = await anyio.to_thread.run_sync(load_backend, spec)
-                self._backends[spec.route] = backend
-            return backend
-
-    async def _keep_lease(self, job: Job, cancelled: anyio.Event) -> None:
-        interval = self.services.settings.lease_s / 3
+    async def _keep_lease(self, job: Job, cancelled: anyio.Event, progress: _Progress) -> None:
+        settings = self.services.settings
+        interval = settings.lease_s / 3
+        last_beat = time.monotonic()
         while True:
             # A cancel in this process wakes us at once; one made elsewhere is seen at the
             # next heartbeat, whose compare-and-set fails once the job is no longer ours.
-            await self.services.signals.wait_job_changed(job.id, interval)
+            changed = await self.services.signals.wait_job_changed(
+                job.id, min(interval, settings.progress_interval_s)
+            )
+            news = progress.unstored()
+            if not changed and news is None and time.monotonic() - last_beat < interval:
+                continue
             try:
                 with anyio.CancelScope(shield=True):
-                    held = await self.services.execution.heartbeat(job, self.id)
+                    held = await self.services.execution.heartbeat(job, self.id, news)
             except Exception:
                 _job_log(job).exception("heartbeat failed")
                 continue
+            last_beat = time.monotonic()
+            progress.stored = news or progress.stored
             if not held:
                 cancelled.set()
                 return
 
-    async def run_job(self, job: Job, model: ModelProcess | None = None) -> None:
+    async def run_job(self, job: Job) -> None:
         jlog = _job_log(job)
         jlog.info("job started (attempt %d)", job.attempts)
         started = time.perf_counter()
         cancelled = anyio.Event()
-
-        def progress(step: int, total: int) -> None:
-            if cancelled.is_set():
-                raise JobCancelled()
-
+        progress = _Progress()
         async with anyio.create_task_group() as group:
-            group.start_soon(self._keep_lease, job, cancelled)
+            group.start_soon(self._keep_lease, job, cancelled, progress)
             try:
-                await self._execute(job, progress, started, model, cancelled)
+                await self._execute(job, progress, started, cancelled)
             except JobCancelled:
                 jlog.info("job stopped: cancelled or no longer held")
             except Exception as exc:
@@ -140,12 +161,7 @@ class Worker:
             _job_log(job).exception("could not record the failure")
 
     async def _execute(
-        self,
-        job: Job,
-        progress: ProgressCallback,
-        started: float,
-        model: ModelProcess | None,
-        cancelled: anyio.Event,
+        self, job: Job, progress: ProgressCallback, started: float, cancelled: anyio.Event
     ) -> None:
         spec = self.services.registry.lookup(job.route, job.task)
         raw_refs = await self.services.execution.references(job)
@@ -161,13 +177,7 @@ class Worker:
             negative_prompt=params.negative_prompt,
             references=references,
         )
-        if model is None:
-            backend = await self._backend(spec)
-            inference_start = time.perf_counter()
-            images = await anyio.to_thread.run_sync(backend.generate, request, progress)
-            inference_ms = _ms_since(inference_start)
-        else:
-            images, inference_ms = await model.generate(job.id, spec, request, progress, cancelled)
+        images, inference_ms = await self.batcher.generate(spec, request, progress, cancelled)
         if len(images) != params.n or any(
             image.size != (params.width, params.height) for image in images
         ):

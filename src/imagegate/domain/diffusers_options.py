@@ -1,0 +1,40 @@
+"""What a ``backend = "diffusers"`` registry entry may say.
+
+It lives in the domain, torch-free, so that a typo in the registry (``stpes = 4``) stops the
+server at start with the file and entry named, instead of failing the first job an hour
+later in a worker.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+class DiffusersOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        min_length=1, description="a hub repo id or a local directory (save_pretrained layout)"
+    )
+    # A diffusers pipeline class name ("FluxPipeline") or a "package.module:Class" path;
+    # unset lets diffusers' AutoPipeline read the class from the source's model_index.json.
+    pipeline: str | None = None
+    steps: int = Field(default=4, ge=1, le=500)
+    guidance_scale: float | None = Field(default=None, ge=0)
+    # How far image-to-image moves from the reference (diffusers' `strength`).
+    strength: float = Field(default=0.6, gt=0, le=1)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # "auto": CUDA, then MPS, then CPU; or a torch device string ("cuda:1", "cpu").
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    variant: str | None = None
+    # Render at this fraction of the contract's size and upscale (Lanczos) to it.
+    render_scale: float = Field(default=1.0, gt=0, le=1)
+    # Decode latents in tiles: "auto" does so above `tiling_above_pixels` rendered pixels.
+    vae_tiling: Literal["auto", "on", "off"] = "auto"
+    tiling_above_pixels: int = Field(default=2_500_000, ge=1)
+    compile: bool = False
+    channels_last: bool = False
