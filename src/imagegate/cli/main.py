@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from imagegate.cli.models import models_app
+
 if TYPE_CHECKING:
     from imagegate.services.container import Services
 
@@ -18,6 +20,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 db_app = typer.Typer(no_args_is_help=True, help="the database")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 
 @app.command()

@@ -11,6 +11,7 @@ from typing import Any
 
 import diffusers
 import torch
+import transformers
 from diffusers.pipelines.auto_pipeline import (
     AUTO_IMAGE2IMAGE_PIPELINES_MAPPING,
     AUTO_TEXT2IMAGE_PIPELINES_MAPPING,
@@ -67,9 +68,13 @@ def load_pipeline(route: str, options: DiffusersOptions, device: torch.device) -
     dtype = pick_dtype(options.dtype, device)
     log.info("loading %s from %s on %s (%s)", route, options.source, device, dtype)
     source = str(Path(options.source).expanduser()) if is_local(options.source) else options.source
-    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype}
     if options.variant:
         kwargs["variant"] = options.variant
+    # Bars for reading weights from disk are noise in a server's log; the hub's download
+    # bars (huggingface_hub's own) stay, because a first download can take minutes.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     try:
         pipe = pipeline_class(options.pipeline).from_pretrained(source, **kwargs)
     except ModelLoadError:
@@ -107,7 +112,14 @@ def image_to_image(pipe: Any) -> Any | None:
     for key, text_class in AUTO_TEXT2IMAGE_PIPELINES_MAPPING.items():
         if isinstance(pipe, text_class) and key in AUTO_IMAGE2IMAGE_PIPELINES_MAPPING:
             image_class = AUTO_IMAGE2IMAGE_PIPELINES_MAPPING[key]
-            image_pipe = image_class.from_pipe(pipe)
+            # from_pipe casts to the dtype the components already have, and diffusers
+            # warns about that cast with an empty list of modules; nothing is cast.
+            verbosity = diffusers.utils.logging.get_verbosity()
+            diffusers.utils.logging.set_verbosity_error()
+            try:
+                image_pipe = image_class.from_pipe(pipe)
+            finally:
+                diffusers.utils.logging.set_verbosity(verbosity)
             image_pipe.set_progress_bar_config(disable=True)
             return image_pipe
     for image_class in AUTO_IMAGE2IMAGE_PIPELINES_MAPPING.values():

@@ -126,7 +126,7 @@ def _call(
         result = pipe(**kwargs)
     except torch.OutOfMemoryError as exc:
         raise BackendOutOfMemory(
-            f"out of memory on {device} rendering {len(chunk)} images at {width}x{height}; "
+            f"out of memory on {device} rendering {len(chunk)} image(s) at {width}x{height}; "
             f"lower this route's max_batch or render_scale ({str(exc).splitlines()[0]})"
         ) from None
     return np.asarray(result.images)

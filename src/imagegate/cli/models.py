@@ -1,0 +1,69 @@
+"""``imagegate models``: the routes this server answers, and their weights ahead of time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from imagegate.domain.registry import Registry, RegistryError, RouteSpec, load_registry
+from imagegate.settings import Settings
+
+models_app = typer.Typer(no_args_is_help=True, help="the model registry")
+
+
+def _registry() -> Registry:
+    try:
+        return load_registry(Settings().models)
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _weights(spec: RouteSpec) -> str:
+    source = str(spec.options.get("source", ""))
+    if spec.backend != "diffusers":
+        return ""
+    if Path(source).expanduser().is_dir():
+        return f"{source} (local directory)"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return f"{source} (install imagegate[diffusers] to use it)"
+    cached = try_to_load_from_cache(source, "model_index.json")
+    state = "downloaded" if isinstance(cached, str) else "not downloaded"
+    return f"{source} ({state})"
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Each route: its backend, tasks, batch size and where its weights are."""
+    for spec in _registry().routes.values():
+        typer.echo(
+            f"{spec.route}  backend={spec.backend}  tasks={','.join(spec.tasks)}  "
+            f"max_batch={spec.max_batch}  {_weights(spec)}".rstrip()
+        )
+
+
+@models_app.command("pull")
+def models_pull(
+    route: Annotated[str, typer.Argument(help="a route from `imagegate models list`")],
+) -> None:
+    """Download a route's weights now (where the Hugging Face hub is reachable), so that
+    its first job does not wait for them."""
+    spec = _registry().routes.get(route)
+    if spec is None:
+        typer.echo(f"error: no route {route!r} in the registry", err=True)
+        raise typer.Exit(1)
+    if spec.backend != "diffusers":
+        typer.echo(f"{route}: the {spec.backend} backend has no weights to download")
+        return
+    from imagegate.backends.diffusers.loading import ModelLoadError, download
+    from imagegate.domain.diffusers_options import DiffusersOptions
+
+    try:
+        typer.echo(download(route, DiffusersOptions.model_validate(spec.options)))
+    except ModelLoadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc

@@ -1,0 +1,287 @@
+"""Tiny random-weight diffusers pipelines, built in code and saved to disk.
+
+Tests and benchmarks need *real* pipelines — loaded through ``from_pretrained`` from a
+directory, run through the real ``__call__`` — but CI has no Hugging Face hub and no room
+for real checkpoints. These helpers build pipelines the way diffusers' own fast tests do
+(``get_dummy_components()``: every component seeded with ``torch.manual_seed``, one or two
+blocks, at most 32 channels) and ``save_pretrained`` them, tokenizers included, so a test
+can point a backend at the directory with ``HF_HUB_OFFLINE=1`` set.
+
+The weights are random, so images are structured noise; what is real is the plumbing:
+configs, tokenizers, schedulers, batching, generators, sizes and the image-to-image path.
+
+Unlike diffusers' fast tests, both VAEs have four blocks so ``vae_scale_factor`` is 8, as
+in the real models: SD needs sizes that are multiples of 8 and FLUX multiples of 16, so
+size handling in tests fails where it would fail in production.
+"""
+
+# diffusers' models, schedulers and pipelines are untyped (``@register_to_config``).
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# Imported from their modules, not from ``diffusers``: for the top-level names mypy picks
+# diffusers' dummy placeholder objects.
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from diffusers.pipelines.flux.pipeline_flux import FluxPipeline
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
+    FlowMatchEulerDiscreteScheduler,
+)
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
+
+__all__ = ["save_tiny_flux", "save_tiny_sd"]
+
+# Words that get whole-word tokens; anything else falls back to characters (CLIP: bytes).
+# fmt: off
+_COMMON_WORDS = (
+    "a", "an", "the", "of", "and", "in", "on", "at", "with", "by", "for", "to", "is", "photo",
+    "picture", "painting", "drawing", "portrait", "landscape", "city", "night", "day", "sky",
+    "sea", "mountain", "forest", "tree", "flower", "cat", "dog", "horse", "bird", "fish",
+    "squirrel", "eating", "burger", "astronaut", "riding", "red", "green", "blue", "yellow",
+    "black", "white", "big", "small", "old", "new", "cute", "beautiful", "detailed", "high",
+    "quality",
+)
+# fmt: on
+
+_BOS = "<|startoftext|>"
+_EOS = "<|endoftext|>"
+_CLIP_MAX_LENGTH = 77  # as in every Stable Diffusion / FLUX CLIP tokenizer
+_T5_MAX_LENGTH = 512  # FluxPipeline's default max_sequence_length
+_TEXT_DIM = 32  # hidden size of both text encoders = cross-attention / joint-attention dim
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP's reversible byte -> printable character table (ByteLevel alphabet)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _clip_tokenizer() -> CLIPTokenizer:
+    """A byte-level BPE tokenizer laid out like CLIP's: bytes, bytes + ``</w>``, merges,
+    then the two special tokens (so they get the highest ids, as in the real vocab)."""
+    alphabet = list(_bytes_to_unicode().values())
+    tokens = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[tuple[str, str]] = []
+    known = set(tokens)
+    # Longest words first: BPE applies merges by rank, so this keeps e.g. "to</w>" from
+    # splitting "photo" into "pho" + "to</w>".
+    for word in sorted(_COMMON_WORDS, key=len, reverse=True):
+        parts = [*word[:-1], word[-1] + "</w>"]
+        while len(parts) > 1:
+            merged = parts[0] + parts[1]
+            if merged not in known:
+                merges.append((parts[0], parts[1]))
+                tokens.append(merged)
+                known.add(merged)
+            parts = [merged, *parts[2:]]
+    tokens += [_BOS, _EOS]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    # transformers hints merges as list[str], but the tokenizers BPE model wants pairs.
+    return CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,  # type: ignore[arg-type]
+        model_max_length=_CLIP_MAX_LENGTH,
+    )
+
+
+def _clip_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    eos = tokenizer.convert_tokens_to_ids(_EOS)
+    bos = tokenizer.convert_tokens_to_ids(_BOS)
+    assert isinstance(eos, int) and isinstance(bos, int)
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=_TEXT_DIM,
+        intermediate_size=37,
+        projection_dim=_TEXT_DIM,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=_CLIP_MAX_LENGTH,
+        layer_norm_eps=1e-5,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    return CLIPTextModel(config)
+
+
+def _t5_tokenizer() -> T5Tokenizer:
+    """A Unigram tokenizer laid out like T5's (``<pad>``=0, ``</s>``=1, ``<unk>``=2):
+    whole-word pieces for common words, single characters for everything else."""
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces.append(("▁", -4.0))
+    pieces += [("▁" + word, -3.0) for word in _COMMON_WORDS]
+    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-()/&+"
+    pieces += [(c, -8.0) for c in chars]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=_T5_MAX_LENGTH)
+
+
+def _t5_text_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=_TEXT_DIM,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False,
+        use_cache=False,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    return T5EncoderModel(config)
+
+
+def _vae(*, latent_channels: int, flux: bool) -> AutoencoderKL:
+    """Four tiny blocks, so ``vae_scale_factor`` is 8 as in the real SD / FLUX VAEs.
+
+    ``flux``: as in diffusers' FLUX fast tests, no quant convs and FLUX's shift/scale.
+    """
+    blocks = 4
+    vae: AutoencoderKL = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=4,
+        sample_size=64,
+        scaling_factor=1.5035 if flux else 0.18215,
+        shift_factor=0.0609 if flux else None,
+        use_quant_conv=not flux,
+        use_post_quant_conv=not flux,
+    )
+    return vae
+
+
+def save_tiny_sd(directory: Path, *, seed: int = 0) -> Path:
+    """Build a tiny random ``StableDiffusionPipeline`` (SD-Turbo-like scheduler) and save it.
+
+    Loads back offline with ``AutoPipelineForText2Image.from_pretrained(directory)``.
+    Default size is 64x64; height and width must be multiples of 8. Returns ``directory``.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=8,  # latent size -> 64x64 default images
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            norm_num_groups=8,
+            attention_head_dim=8,
+            cross_attention_dim=_TEXT_DIM,
+        )
+        torch.manual_seed(seed)
+        vae = _vae(latent_channels=4, flux=False)
+        tokenizer = _clip_tokenizer()
+        torch.manual_seed(seed)
+        text_encoder = _clip_text_encoder(tokenizer)
+    # SD's noise schedule with "trailing" spacing (as in stabilityai/sd-turbo), so one or two
+    # steps start from pure noise. DDIM rather than sd-turbo's EulerDiscreteScheduler: Euler's
+    # set_timesteps calls np.array() on a torch tensor, which with numpy 2.4 / torch 2.13 emits
+    # "DeprecationWarning: __array__ implementation doesn't accept a copy keyword" on every
+    # call, and pytest's filterwarnings=error turns that into a failure.
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        timestep_spacing="trailing",
+        steps_offset=1,
+        clip_sample=False,
+        set_alpha_to_one=False,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        # diffusers hints these as non-optional, but None is how SD runs without them.
+        safety_checker=None,  # type: ignore[arg-type]
+        feature_extractor=None,  # type: ignore[arg-type]
+        requires_safety_checker=False,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_flux(directory: Path, *, seed: int = 0) -> Path:
+    """Build a tiny random ``FluxPipeline`` (schnell-like: no guidance embedding) and save it.
+
+    Loads back offline with ``AutoPipelineForText2Image.from_pretrained(directory)``.
+    Always pass ``height``/``width`` (FLUX's default is 1024x1024); they should be multiples
+    of 16, otherwise FLUX rounds them down. Returns ``directory``.
+    """
+    latent_channels = 4
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=latent_channels * 4,  # latents are packed in 2x2 patches
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=_TEXT_DIM,
+            pooled_projection_dim=_TEXT_DIM,
+            guidance_embeds=False,
+            axes_dims_rope=(4, 4, 8),
+        )
+        tokenizer = _clip_tokenizer()
+        torch.manual_seed(seed)
+        text_encoder = _clip_text_encoder(tokenizer)
+        tokenizer_2 = _t5_tokenizer()
+        torch.manual_seed(seed)
+        text_encoder_2 = _t5_text_encoder(tokenizer_2)
+        torch.manual_seed(seed)
+        vae = _vae(latent_channels=latent_channels, flux=True)
+    # black-forest-labs/FLUX.1-schnell's scheduler (static shift, no dynamic shifting).
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False
+    )
+    pipe = FluxPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(directory)
+    return directory
