@@ -9,6 +9,7 @@ parallel runs never see each other's rows.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from sqlalchemy.engine import make_url
 
 from imagegate.domain.jobs import Job
@@ -201,6 +203,13 @@ class Api:
         data: dict[str, object] = response.json()["data"]
         return data
 
+    async def image(self, url: str) -> Image.Image:
+        """An output file, decoded."""
+        response = await self.client.get(url)
+        assert response.status_code == 200, response.text
+        with Image.open(io.BytesIO(response.content)) as image:
+            return image.convert("RGB")
+
 
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
@@ -213,3 +222,20 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Api(client, new.token, services)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Stable Diffusion pipeline saved once per test process (torch is
+    imported here, lazily, so tests that need no model never pay for it)."""
+    from imagegate.testing.tiny_pipelines import save_tiny_sd
+
+    return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight FLUX-style (DiT) pipeline, saved once per test process."""
+    from imagegate.testing.tiny_pipelines import save_tiny_flux
+
+    return save_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 from PIL import Image
 
 from imagegate.backends.base import GenerationInput, ProgressCallback
@@ -67,6 +68,8 @@ class Call:
     spec: RouteSpec
     requests: list[GenerationInput]
     started: float
+    # The routes the in-thread models held when the call began.
+    loaded: list[str]
     ended: float | None = None
     error: BaseException | None = None
 
@@ -104,7 +107,7 @@ class Recording:
         progress: ProgressCallback,
         stop: Callable[[], bool],
     ) -> tuple[list[list[Image.Image]], int]:
-        call = Call(spec, list(requests), time.monotonic())
+        call = Call(spec, list(requests), time.monotonic(), self.inner.cache.routes)
         self.calls.append(call)
         self.events.append(("generate", spec.route))
         self._notify()
@@ -172,9 +175,7 @@ def spy(models: InThreadModels) -> Recording:
 
 
 @asynccontextmanager
-async def running(
-    batcher: Batcher, warm: Sequence[RouteSpec] = ()
-) -> AsyncIterator[anyio.abc.TaskGroup]:
+async def running(batcher: Batcher, warm: Sequence[RouteSpec] = ()) -> AsyncIterator[TaskGroup]:
     """The batcher's endless loop in a task group, stopped when the test is done; the
     group also runs the test's jobs. No test may take more than a few seconds."""
     with anyio.fail_after(8):
@@ -186,7 +187,7 @@ async def running(
                 group.cancel_scope.cancel()
 
 
-def start(group: anyio.abc.TaskGroup, batcher: Batcher, *jobs: Job) -> None:
+def start(group: TaskGroup, batcher: Batcher, *jobs: Job) -> None:
     for job in jobs:
         group.start_soon(job.run, batcher)
 
@@ -196,7 +197,7 @@ async def finish(*jobs: Job) -> None:
         await job.done.wait()
 
 
-async def occupy(group: anyio.abc.TaskGroup, batcher: Batcher, spy: Recording) -> Job:
+async def occupy(group: TaskGroup, batcher: Batcher, spy: Recording) -> Job:
     """A lone job on ``BUSY`` that has reached the model: while it runs, the jobs that
     arrive wait and leave together as the next batch."""
     blocker = Job(BUSY, request("busy"))
@@ -205,7 +206,7 @@ async def occupy(group: anyio.abc.TaskGroup, batcher: Batcher, spy: Recording) -
     return blocker
 
 
-async def make_crowded(group: anyio.abc.TaskGroup, batcher: Batcher, spy: Recording) -> None:
+async def make_crowded(group: TaskGroup, batcher: Batcher, spy: Recording) -> None:
     """Leave the batcher as it is under load: its last batch had company."""
     blocker = await occupy(group, batcher, spy)
     company = [Job(FAST, request(f"company-{i}")) for i in range(2)]
@@ -214,7 +215,7 @@ async def make_crowded(group: anyio.abc.TaskGroup, batcher: Batcher, spy: Record
     assert spy.call_of("company-0").prompts == ["company-0", "company-1"]
 
 
-async def test_compatible_jobs_that_wait_while_the_model_is_busy_share_one_call_of_at_most_max_batch_images(  # noqa: E501
+async def test_jobs_waiting_on_a_busy_model_merge_into_calls_of_at_most_max_batch_images(
     spy: Recording,
 ) -> None:
     batcher = Batcher(spy, window_s=0)
@@ -326,6 +327,17 @@ async def test_under_load_a_batch_waits_the_window_to_gather_jobs_that_arrive_du
         assert job.pixels() == alone(FAST, job.request)
 
 
+async def test_after_a_quiet_spell_a_lone_job_starts_at_once_again(spy: Recording) -> None:
+    batcher = Batcher(spy, window_s=0.05)
+    async with running(batcher) as group:
+        await make_crowded(group, batcher, spy)
+        await anyio.sleep(0.05 * 12)  # longer than ten windows: the rush is over
+        job = Job(FAST, request("lone"))
+        start(group, batcher, job)
+        await finish(job)
+    assert spy.call_of("lone").started - job.submitted < 0.04
+
+
 async def test_a_job_cancelled_while_waiting_leaves_at_once_and_never_reaches_the_model(
     spy: Recording,
 ) -> None:
@@ -369,11 +381,6 @@ async def test_a_job_cancelled_during_the_window_never_reaches_the_model(
     assert staying.pixels() == alone(FAST, staying.request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batcher bug: _run_batch keeps the spec of the batch it took before the "
-    "window, but after the window it re-takes a batch that may be another route's",
-)
 async def test_a_batch_gathered_after_the_window_runs_on_its_own_routes_model(
     spy: Recording,
 ) -> None:
@@ -391,11 +398,6 @@ async def test_a_batch_gathered_after_the_window_runs_on_its_own_routes_model(
     assert other.pixels() == alone(FAST, other.request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batcher bug: Batcher.generate removes its job from the queue only when the "
-    "cancelled event fires, not when the caller itself is cancelled by a cancel scope",
-)
 async def test_a_job_whose_caller_is_cancelled_while_waiting_never_reaches_the_model(
     spy: Recording,
 ) -> None:
@@ -497,6 +499,7 @@ async def test_warm_routes_are_loaded_before_the_first_job(
         await finish(job)
 
     assert spy.events == [("load", "a/warm"), ("generate", "a/fast")]
+    assert spy.call_of("first").loaded == ["a/warm"]
     assert models.cache.routes == ["a/warm", "a/fast"]
     assert job.pixels() == alone(FAST, job.request)
 

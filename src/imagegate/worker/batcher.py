@@ -11,6 +11,7 @@ so batching costs nothing when there is nothing to batch.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,6 +24,9 @@ from imagegate.domain.registry import RouteSpec
 from imagegate.worker.protocol import JobCancelled
 
 log = logging.getLogger("imagegate.worker")
+
+# An idle spell this many gathering windows long ends a rush.
+_QUIET = 10
 
 
 class Models(Protocol):
@@ -79,18 +83,21 @@ class Batcher:
         item = _Waiting(spec, request, progress, cancelled)
         self._waiting.append(item)
         self._arrived.set()
-        async with anyio.create_task_group() as group:
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def leave_on_cancel() -> None:
-                await cancelled.wait()
+                async def leave_on_cancel() -> None:
+                    await cancelled.wait()
+                    group.cancel_scope.cancel()
+
+                group.start_soon(leave_on_cancel)
+                await item.done.wait()
                 group.cancel_scope.cancel()
-
-            group.start_soon(leave_on_cancel)
-            await item.done.wait()
-            group.cancel_scope.cancel()
-        if not item.done.is_set():
+        finally:
+            # Whether the job was cancelled or its caller was, it must not reach the model.
             if item in self._waiting:
                 self._waiting.remove(item)
+        if not item.done.is_set():
             raise JobCancelled()
         if item.error is not None:
             raise item.error
@@ -103,9 +110,12 @@ class Batcher:
             except Exception:
                 log.exception("warming model %s failed; its first job will try again", spec.route)
         while True:
+            idle_since = time.monotonic()
             while not self._waiting:
                 await self._arrived.wait()
                 self._arrived = anyio.Event()
+            if time.monotonic() - idle_since > _QUIET * self.window_s:
+                self._crowded = False  # the rush is over: a lone job starts at once again
             batch = self._take()
             if not batch:
                 continue
@@ -131,9 +141,16 @@ class Batcher:
             batch = self._take()
             if not batch:
                 return
+            spec = batch[0].spec  # the job that opened the window may have left
         for item in batch:
             self._waiting.remove(item)
         self._crowded = len(batch) > 1 or bool(self._waiting)
+        log.debug(
+            "running a batch of %d job(s), %d image(s) on %s",
+            len(batch),
+            sum(item.request.n for item in batch),
+            spec.route,
+        )
 
         def progress(step: int, total: int) -> None:
             for item in batch:
