@@ -23,6 +23,9 @@ def test_unknown_route_and_task_are_not_found() -> None:
         registry.lookup("kwaivgi/kling-image-o1", "edit")
 
 
+DIFFUSERS = '[models."a/b"]\nbackend = "diffusers"\ntasks = ["text-to-image"]\n'
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -34,6 +37,12 @@ def test_unknown_route_and_task_are_not_found() -> None:
         ('[models."a/b"]\nbackend = "nope"\ntasks = ["text-to-image"]', "unknown backend 'nope'"),
         ('[models."a/b"]\nbackend = "mock"\ntasks = ["text-to-image"]\ndelay_ms = -1', "delay_ms"),
         ('[models."nocolon"]\nbackend = "mock"\ntasks = ["text-to-image"]', "owner/name"),
+        ('[models."a/b"]\nbackend = "mock"\ntasks = ["text-to-image"]\nmax_batch = 0', "max_batch"),
+        (DIFFUSERS, 'models."a/b": source: Field required'),
+        (DIFFUSERS + 'source = "x/y"\nrender_scale = 0', "render_scale: Input should be greater"),
+        (DIFFUSERS + 'source = "x/y"\ndevice = "gpu"', "device: String should match pattern"),
+        (DIFFUSERS + 'source = "x/y"\ndtype = "int8"', "dtype: Input should be 'auto'"),
+        (DIFFUSERS + 'source = "x/y"\nsteps = 0', "steps: Input should be greater"),
     ],
 )
 def test_bad_registry_names_file_entry_and_problem(text: str, expected: str) -> None:
@@ -56,3 +65,21 @@ def test_custom_backend_path_and_extra_options_are_kept() -> None:
     spec = registry.routes["me/m"]
     assert spec.backend_path == "pkg.mod:Cls"
     assert spec.options == {"steps": 4}
+
+
+def test_a_diffusers_entry_keeps_its_options_and_batch_size() -> None:
+    registry = parse_registry(
+        DIFFUSERS + 'source = "stabilityai/sd-turbo"\nsteps = 4\nmax_batch = 4\nwarm = true\n', "f"
+    )
+    spec = registry.routes["a/b"]
+    assert spec.backend_path == "imagegate.backends.diffusers:DiffusersBackend"
+    assert (spec.max_batch, spec.warm) == (4, True)
+    assert spec.options == {"source": "stabilityai/sd-turbo", "steps": 4}
+
+
+def test_only_image_tasks_of_a_diffusers_route_take_references() -> None:
+    spec = parse_registry(DIFFUSERS + 'source = "x/y"\n', "f").routes["a/b"]
+    assert not spec.takes_references("text-to-image")
+    assert spec.takes_references("image-to-image") and spec.takes_references("edit")
+    mock = load_registry().routes["kwaivgi/kling-image-o1"]
+    assert mock.takes_references("text-to-image")

@@ -1,0 +1,83 @@
+"""``imagegate models list|pull``: what each route serves, and clear answers offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from imagegate.cli.main import app
+
+
+def registry(tmp_path: Path, tiny_sd: Path) -> dict[str, str]:
+    models = tmp_path / "models.toml"
+    models.write_text(
+        f"""
+[models."tiny/local"]
+backend = "diffusers"
+source = "{tiny_sd}"
+tasks = ["text-to-image"]
+max_batch = 4
+
+[models."stability/turbo"]
+backend = "diffusers"
+source = "nobody-here/not-downloaded"
+tasks = ["text-to-image", "image-to-image"]
+
+[models."test/mock"]
+backend = "mock"
+tasks = ["text-to-image"]
+"""
+    )
+    return {"IMAGEGATE_MODELS": str(models), "HF_HUB_OFFLINE": "1"}
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_models_list_shows_each_route_its_tasks_and_where_its_weights_are(
+    tmp_path: Path, tiny_sd: Path
+) -> None:
+    code, out, err = run(registry(tmp_path, tiny_sd), "models", "list")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"tiny/local  backend=diffusers  tasks=text-to-image  max_batch=4  "
+        f"{tiny_sd} (local directory)"
+    )
+    assert lines[1].startswith("stability/turbo  backend=diffusers")
+    assert lines[1].endswith("nobody-here/not-downloaded (not downloaded)")
+    assert lines[2] == "test/mock  backend=mock  tasks=text-to-image  max_batch=1"
+
+
+def test_pulling_without_the_hub_names_the_route_and_the_source(
+    tmp_path: Path, tiny_sd: Path
+) -> None:
+    code, _, err = run(registry(tmp_path, tiny_sd), "models", "pull", "stability/turbo")
+    assert code == 1
+    assert "cannot download 'nobody-here/not-downloaded' for route 'stability/turbo'" in err
+
+
+def test_pulling_a_local_directory_or_a_mock_has_nothing_to_download(
+    tmp_path: Path, tiny_sd: Path
+) -> None:
+    env = registry(tmp_path, tiny_sd)
+    code, out, _ = run(env, "models", "pull", "tiny/local")
+    assert code == 0 and "local directory; nothing to download" in out
+    code, out, _ = run(env, "models", "pull", "test/mock")
+    assert code == 0 and "no weights to download" in out
+    code, _, err = run(env, "models", "pull", "nobody/x")
+    assert code == 1 and "no route 'nobody/x'" in err
+
+
+def test_a_misspelt_diffusers_option_stops_with_the_entry_named(tmp_path: Path) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(
+        '[models."a/b"]\nbackend = "diffusers"\nsource = "x/y"\ntasks = ["text-to-image"]\n'
+        "stpes = 4\n"
+    )
+    code, _, err = run({"IMAGEGATE_MODELS": str(models)}, "models", "list")
+    assert code == 2
+    assert 'models."a/b": stpes: Extra inputs are not permitted' in err
