@@ -221,3 +221,18 @@ def test_out_of_memory_unloads_every_other_model(tiny_sd: Path) -> None:
         cache.generate(spec, [request("oom")], ignore)
     assert cache.routes == ["tiny/faulty"]
     cache.clear()
+
+
+def test_vae_tiling_turns_on_above_its_threshold_and_channels_last_keeps_the_pixels(
+    tiny_sd: Path, sd: DiffusersBackend
+) -> None:
+    backend = DiffusersBackend(
+        diffusers_spec(tiny_sd, tiling_above_pixels=80 * 48 + 1, channels_last=True)
+    )
+    [[small]] = backend.generate([request(seed=4)], ignore)  # 80x48 rendered: not tiled
+    assert not backend._text.vae.use_tiling
+    [[large]] = backend.generate([request(seed=4, size=(2720, 1536))], ignore)  # 176x96
+    assert backend._text.vae.use_tiling and large.size == (2720, 1536)
+    [[plain]] = sd.generate([request(seed=4)], ignore)
+    assert np.abs(pixels(small) - pixels(plain)).max() <= 2
+    backend.close()
