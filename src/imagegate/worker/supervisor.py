@@ -12,9 +12,9 @@ import os
 import secrets
 import socket
 import time
-from functools import partial
 
 import anyio
+from PIL import Image
 
 from imagegate.backends.base import GenerationInput, ProgressCallback
 from imagegate.domain.jobs import Job
@@ -185,10 +185,7 @@ class Worker:
                 f"backend returned {[image.size for image in images]}, "
                 f"expected {params.n} x {params.width}x{params.height}"
             )
-        files = [
-            await anyio.to_thread.run_sync(partial(encode, image, params.output_format))
-            for image in images
-        ]
+        files = await _encode_all(images, params.output_format)
         with anyio.CancelScope(shield=True):  # see _claim_and_run: never cut a transaction short
             done = await self.services.execution.complete(
                 job,
@@ -201,6 +198,20 @@ class Worker:
             )
         if done:
             _job_log(job).info("job completed in %d ms", _ms_since(started))
+
+
+async def _encode_all(images: list[Image.Image], output_format: str) -> list[bytes]:
+    """All of a job's images at once, each in a worker thread (Pillow lets go of the GIL
+    while it compresses), never on the event loop or in the model's way."""
+    files: list[bytes] = [b""] * len(images)
+
+    async def encode_one(index: int) -> None:
+        files[index] = await anyio.to_thread.run_sync(encode, images[index], output_format)
+
+    async with anyio.create_task_group() as group:
+        for index in range(len(images)):
+            group.start_soon(encode_one, index)
+    return files
 
 
 def _ms_since(start: float) -> int:
