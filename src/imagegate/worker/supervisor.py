@@ -1,5 +1,6 @@
-"""The in-process worker: claim a job, keep its lease alive, run the backend off the event
-loop, encode off the event loop, finish with a compare-and-set.
+"""The worker: each slot claims a job, keeps its lease alive (storing the model's step with
+the heartbeat), hands the job to the batcher in front of the worker's one model, encodes
+its images off the event loop, and finishes it with a compare-and-set.
 
 A job whose worker dies (the process is killed) keeps its lease until it lapses; then any
 worker claims it again, so an accepted job is never lost.
