@@ -83,3 +83,12 @@ def test_only_image_tasks_of_a_diffusers_route_take_references() -> None:
     assert spec.takes_references("image-to-image") and spec.takes_references("edit")
     mock = load_registry().routes["kwaivgi/kling-image-o1"]
     assert mock.takes_references("text-to-image")
+
+
+def test_a_builtin_source_names_weights_shipped_in_the_package(tmp_path: Path) -> None:
+    from imagegate.domain.diffusers_options import DiffusersOptions
+
+    builtin = DiffusersOptions(source="builtin:shapes").local_directory()
+    assert builtin is not None and builtin.parts[-3:] == ("imagegate", "weights", "shapes")
+    assert DiffusersOptions(source=str(tmp_path)).local_directory() == tmp_path
+    assert DiffusersOptions(source="stabilityai/sd-turbo").local_directory() is None

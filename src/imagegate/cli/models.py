@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from imagegate.domain.diffusers_options import DiffusersOptions
 from imagegate.domain.registry import Registry, RegistryError, RouteSpec, load_registry
 from imagegate.settings import Settings
 
@@ -22,11 +22,14 @@ def _registry() -> Registry:
 
 
 def _weights(spec: RouteSpec) -> str:
-    source = str(spec.options.get("source", ""))
     if spec.backend != "diffusers":
         return ""
-    if Path(source).expanduser().is_dir():
-        return f"{source} (local directory)"
+    options = DiffusersOptions.model_validate(spec.options)
+    source = options.source
+    directory = options.local_directory()
+    if directory is not None:
+        where = "local directory" if directory.is_dir() else "missing"
+        return f"{source} ({where})"
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
@@ -60,7 +63,6 @@ def models_pull(
         typer.echo(f"{route}: the {spec.backend} backend has no weights to download")
         return
     from imagegate.backends.diffusers.loading import ModelLoadError, download
-    from imagegate.domain.diffusers_options import DiffusersOptions
 
     try:
         typer.echo(download(route, DiffusersOptions.model_validate(spec.options)))

@@ -7,11 +7,15 @@ later in a worker.
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# "builtin:NAME" names weights shipped inside the package, under imagegate/weights/NAME.
+BUILTIN = "builtin:"
 
 
 class DiffusersOptions(BaseModel):
@@ -38,3 +42,12 @@ class DiffusersOptions(BaseModel):
     tiling_above_pixels: int = Field(default=2_500_000, ge=1)
     compile: bool = False
     channels_last: bool = False
+
+    def local_directory(self) -> Path | None:
+        """Where the weights are on this machine when the source names a directory (or
+        shipped weights); None for a hub repo id."""
+        if self.source.startswith(BUILTIN):
+            name = self.source.removeprefix(BUILTIN)
+            return Path(str(resources.files("imagegate").joinpath("weights", name)))
+        path = Path(self.source).expanduser()
+        return path if path.is_dir() else None

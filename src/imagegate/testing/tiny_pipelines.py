@@ -44,6 +44,8 @@ from transformers import (
     T5Tokenizer,
 )
 
+from imagegate.training.tokenizer import BOS, EOS, clip_tokenizer
+
 __all__ = ["save_tiny_flux", "save_tiny_sd"]
 
 # Words that get whole-word tokens; anything else falls back to characters (CLIP: bytes).
@@ -58,60 +60,18 @@ _COMMON_WORDS = (
 )
 # fmt: on
 
-_BOS = "<|startoftext|>"
-_EOS = "<|endoftext|>"
 _CLIP_MAX_LENGTH = 77  # as in every Stable Diffusion / FLUX CLIP tokenizer
 _T5_MAX_LENGTH = 512  # FluxPipeline's default max_sequence_length
 _TEXT_DIM = 32  # hidden size of both text encoders = cross-attention / joint-attention dim
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 / CLIP's reversible byte -> printable character table (ByteLevel alphabet)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def _clip_tokenizer() -> CLIPTokenizer:
-    """A byte-level BPE tokenizer laid out like CLIP's: bytes, bytes + ``</w>``, merges,
-    then the two special tokens (so they get the highest ids, as in the real vocab)."""
-    alphabet = list(_bytes_to_unicode().values())
-    tokens = alphabet + [c + "</w>" for c in alphabet]
-    merges: list[tuple[str, str]] = []
-    known = set(tokens)
-    # Longest words first: BPE applies merges by rank, so this keeps e.g. "to</w>" from
-    # splitting "photo" into "pho" + "to</w>".
-    for word in sorted(_COMMON_WORDS, key=len, reverse=True):
-        parts = [*word[:-1], word[-1] + "</w>"]
-        while len(parts) > 1:
-            merged = parts[0] + parts[1]
-            if merged not in known:
-                merges.append((parts[0], parts[1]))
-                tokens.append(merged)
-                known.add(merged)
-            parts = [merged, *parts[2:]]
-    tokens += [_BOS, _EOS]
-    vocab = {token: i for i, token in enumerate(tokens)}
-    # transformers hints merges as list[str], but the tokenizers BPE model wants pairs.
-    return CLIPTokenizer(
-        vocab=vocab,
-        merges=merges,  # type: ignore[arg-type]
-        model_max_length=_CLIP_MAX_LENGTH,
-    )
+    return clip_tokenizer(_COMMON_WORDS, _CLIP_MAX_LENGTH)
 
 
 def _clip_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    eos = tokenizer.convert_tokens_to_ids(_EOS)
-    bos = tokenizer.convert_tokens_to_ids(_BOS)
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    bos = tokenizer.convert_tokens_to_ids(BOS)
     assert isinstance(eos, int) and isinstance(bos, int)
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
-from pathlib import Path
 from typing import Any
 
 import diffusers
@@ -60,14 +59,11 @@ def pipeline_class(name: str | None) -> Any:
     return found
 
 
-def is_local(source: str) -> bool:
-    return Path(source).expanduser().is_dir()
-
-
 def load_pipeline(route: str, options: DiffusersOptions, device: torch.device) -> Any:
     dtype = pick_dtype(options.dtype, device)
     log.info("loading %s from %s on %s (%s)", route, options.source, device, dtype)
-    source = str(Path(options.source).expanduser()) if is_local(options.source) else options.source
+    directory = options.local_directory()
+    source = str(directory) if directory is not None else options.source
     kwargs: dict[str, Any] = {"dtype": dtype}
     if options.variant:
         kwargs["variant"] = options.variant
@@ -82,7 +78,7 @@ def load_pipeline(route: str, options: DiffusersOptions, device: torch.device) -
     except Exception as exc:
         hint = (
             ""
-            if is_local(options.source)
+            if directory is not None
             else "; if it is not downloaded yet, run `imagegate models pull "
             f"{route}` where the Hugging Face hub is reachable"
         )
@@ -148,7 +144,7 @@ def release(device: torch.device) -> None:
 
 def download(route: str, options: DiffusersOptions) -> str:
     """Fetch a hub source into the local cache ahead of time (with progress bars)."""
-    if is_local(options.source):
+    if options.local_directory() is not None:
         return f"{route}: {options.source} is a local directory; nothing to download"
     kwargs: dict[str, Any] = {}
     if options.variant:
