@@ -30,13 +30,22 @@ from imagegate.worker.protocol import (
 
 log = logging.getLogger("imagegate.worker")
 
-# How often the supervisor looks at the pipe, the cancel flag and the process while a job
-# runs; a short wait in a thread, so the event loop never blocks on the pipe.
-_POLL_S = 0.05
+# How often the supervisor looks at the stop flag and the process while a batch runs. The
+# pipe itself wakes the event loop as soon as an answer arrives (no thread, no busy poll).
+_POLL_S = 0.1
 
 
 class ModelProcessDied(Exception):
     pass
+
+
+async def _readable(conn: Connection, limit_s: float) -> bool:
+    """Whether the pipe has an answer within ``limit_s``, waiting in the event loop."""
+    if conn.poll():
+        return True
+    with anyio.move_on_after(limit_s):
+        await anyio.wait_readable(conn.fileno())
+    return conn.poll()
 
 
 def _run_id() -> str:
@@ -101,7 +110,7 @@ class ModelProcess:
             if not cancel_sent and stop():
                 conn.send(Cancel(run_id))
                 cancel_sent = True
-            if not await anyio.to_thread.run_sync(conn.poll, _POLL_S):
+            if not await _readable(conn, _POLL_S):
                 if not process.is_alive():
                     raise self._died(process)
                 continue
