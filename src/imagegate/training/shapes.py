@@ -1,0 +1,293 @@
+"""Train the shapes model: ``python -m imagegate.training.shapes --out DIR``.
+
+Three stages, each resumable from the last checkpoint in ``--work``:
+
+1. the VAE learns to reconstruct synthetic scenes (64x64 -> 16x16x4 latents);
+2. a fixed set of scenes is encoded once to latents (with their captions' token ids);
+3. the UNet and the text encoder learn together to denoise those latents given the
+   caption (10 % of captions are dropped, for classifier-free guidance), with an EMA of
+   both, under a cosine learning-rate schedule.
+
+The result is saved as an ordinary StableDiffusionPipeline directory. Everything is seeded:
+the same command gives the same weights on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+from tqdm import tqdm
+
+from imagegate.training import scenes
+from imagegate.training import shapes_model as model
+
+
+@dataclass(frozen=True)
+class Plan:
+    seed: int = 0
+    vae_steps: int = 800
+    vae_batch: int = 32
+    vae_lr: float = 5e-4
+    kl_weight: float = 1e-6
+    scenes: int = 60_000
+    unet_steps: int = 4_000
+    unet_batch: int = 64
+    unet_lr: float = 3e-4
+    warmup: int = 200
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    checkpoint_every: int = 200
+    widths: model.Widths = model.DEFAULT_WIDTHS
+
+
+def _images(batch: list[Any]) -> torch.Tensor:
+    pixels = np.stack([np.asarray(image, dtype=np.float32) for image in batch]) / 127.5 - 1.0
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+
+
+def _batches(seed: int, size: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    stream = scenes.examples(seed, size=model.IMAGE_SIZE)
+    while True:
+        chunk = [next(stream) for _ in range(size)]
+        yield _images([image for image, _, _ in chunk]), [text for _, text, _ in chunk]
+
+
+class Trainer:
+    def __init__(self, plan: Plan, work: Path) -> None:
+        self.plan = plan
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(plan.seed)
+        self.tokenizer = model.tokenizer(scenes.all_words())
+        self.vae = model.vae(plan.widths)
+        self.text = model.text_encoder(self.tokenizer, plan.widths)
+        self.unet = model.unet(plan.widths)
+        self.noise = model.training_scheduler()
+        self._log = (work / "loss.csv").open("a", newline="")
+        self._writer = csv.writer(self._log)
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def _log_loss(self, stage: str, step: int, loss: float, lr: float) -> None:
+        self._writer.writerow([stage, step, f"{loss:.5f}", f"{lr:.6f}", round(time.time())])
+        self._log.flush()
+
+    def _save(self, name: str, state: dict[str, Any]) -> None:
+        partial = self.work / f"{name}.pt.partial"
+        torch.save(state, partial)
+        partial.replace(self.work / f"{name}.pt")  # a kill mid-save keeps the last one
+
+    def _load(self, name: str) -> dict[str, Any] | None:
+        path = self.work / f"{name}.pt"
+        if not path.exists():
+            return None
+        state: dict[str, Any] = torch.load(path, weights_only=False)
+        return state
+
+    # -- stage 1: the autoencoder -------------------------------------------------------
+
+    def train_vae(self) -> None:
+        plan = self.plan
+        optimizer = torch.optim.AdamW(self.vae.parameters(), lr=plan.vae_lr)
+        start = 0
+        if (state := self._load("vae")) is not None:
+            self.vae.load_state_dict(state["vae"])
+            optimizer.load_state_dict(state["optimizer"])
+            start = state["step"]
+        if start >= plan.vae_steps:
+            return
+        self.vae.train()
+        batches = _batches(plan.seed * 1000 + start, plan.vae_batch)
+        bar = tqdm(range(start, plan.vae_steps), desc="vae", initial=start, total=plan.vae_steps)
+        for step in bar:
+            images, _ = next(batches)
+            posterior = self.vae.encode(images).latent_dist
+            reconstruction = self.vae.decode(posterior.sample()).sample
+            # L1 keeps flat colours and sharp edges; the tiny KL keeps latents well scaled.
+            loss = (reconstruction - images).abs().mean() + plan.kl_weight * posterior.kl().mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            self._log_loss("vae", step + 1, loss.item(), plan.vae_lr)
+            if (step + 1) % plan.checkpoint_every == 0 or step + 1 == plan.vae_steps:
+                self._save(
+                    "vae",
+                    {
+                        "vae": self.vae.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step + 1,
+                    },
+                )
+
+    # -- stage 2: latents of a fixed set of scenes --------------------------------------
+
+    def encode_scenes(self) -> dict[str, torch.Tensor]:
+        if (cached := self._load("latents")) is not None:
+            self.vae.register_to_config(scaling_factor=cached["scaling_factor"])
+            return cached
+        self.vae.eval()
+        latents, ids = [], []
+        batches = _batches(self.plan.seed * 1000 + 999_999, 250)
+        with torch.no_grad():
+            for _ in tqdm(range(math.ceil(self.plan.scenes / 250)), desc="encode"):
+                images, captions = next(batches)
+                latents.append(self.vae.encode(images).latent_dist.mode().half())
+                ids.append(self._ids(captions))
+        stacked = torch.cat(latents)[: self.plan.scenes]
+        scaling = 1.0 / float(stacked.float().std())
+        self.vae.register_to_config(scaling_factor=scaling)
+        cached = {"latents": stacked, "ids": torch.cat(ids)[: self.plan.scenes]}
+        self._save("latents", {**cached, "scaling_factor": scaling})
+        return cached
+
+    def _ids(self, captions: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(
+            captions,
+            padding="max_length",
+            max_length=model.MAX_TOKENS,
+            truncation=True,
+            return_tensors="pt",
+        )
+        ids: torch.Tensor = tokens.input_ids
+        return ids
+
+    # -- stage 3: the denoiser and the text encoder ------------------------------------
+
+    def train_unet(self, data: dict[str, torch.Tensor]) -> tuple[Any, Any]:
+        plan = self.plan
+        parameters = [*self.unet.parameters(), *self.text.parameters()]
+        optimizer = torch.optim.AdamW(parameters, lr=plan.unet_lr, weight_decay=0.01)
+
+        def rate(step: int) -> float:
+            if step < plan.warmup:
+                return (step + 1) / plan.warmup
+            progress = (step - plan.warmup) / max(1, plan.unet_steps - plan.warmup)
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+        ema_unet, ema_text = copy.deepcopy(self.unet), copy.deepcopy(self.text)
+        start = 0
+        if (state := self._load("unet")) is not None:
+            self.unet.load_state_dict(state["unet"])
+            self.text.load_state_dict(state["text"])
+            ema_unet.load_state_dict(state["ema_unet"])
+            ema_text.load_state_dict(state["ema_text"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            start = state["step"]
+        empty = self._ids([""])
+        latents, ids = data["latents"], data["ids"]
+        scaling = float(self.vae.config["scaling_factor"])
+        self.unet.train()
+        self.text.train()
+        bar = tqdm(range(start, plan.unet_steps), desc="unet", initial=start, total=plan.unet_steps)
+        for step in bar:
+            # Seeded by step, so a resumed run draws exactly the batches it would have.
+            generator = torch.Generator().manual_seed(plan.seed * 1_000_003 + step)
+            rows = torch.randint(0, len(latents), (plan.unet_batch,), generator=generator)
+            clean = latents[rows].float() * scaling
+            captions = ids[rows].clone()
+            dropped = torch.rand(plan.unet_batch, generator=generator) < plan.caption_dropout
+            captions[dropped] = empty
+            noise = torch.randn(clean.shape, generator=generator)
+            timesteps = torch.randint(
+                0,
+                int(self.noise.config["num_train_timesteps"]),
+                (plan.unet_batch,),
+                generator=generator,
+            )
+            noisy = self.noise.add_noise(clean, noise, timesteps)  # type: ignore[arg-type]
+            predicted = self.unet(noisy, timesteps, self.text(captions)[0]).sample
+            loss = torch.nn.functional.mse_loss(predicted, noise)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for ema, live in ((ema_unet, self.unet), (ema_text, self.text)):
+                    for e, p in zip(ema.parameters(), live.parameters(), strict=True):
+                        e.lerp_(p, 1 - plan.ema_decay)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            self._log_loss("unet", step + 1, loss.item(), float(schedule.get_last_lr()[0]))
+            if (step + 1) % plan.checkpoint_every == 0 or step + 1 == plan.unet_steps:
+                self._save(
+                    "unet",
+                    {
+                        "unet": self.unet.state_dict(),
+                        "text": self.text.state_dict(),
+                        "ema_unet": ema_unet.state_dict(),
+                        "ema_text": ema_text.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "step": step + 1,
+                    },
+                )
+        return ema_unet, ema_text
+
+    def export(self, out: Path, unet: Any, text: Any) -> Path:
+        pipe = StableDiffusionPipeline(
+            vae=self.vae.eval(),
+            text_encoder=text.eval(),
+            tokenizer=self.tokenizer,
+            unet=unet.eval(),
+            scheduler=model.sampling_scheduler(),  # type: ignore[arg-type]
+            safety_checker=None,  # type: ignore[arg-type]
+            feature_extractor=None,  # type: ignore[arg-type]
+            requires_safety_checker=False,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        pipe.save_pretrained(out)
+        (out / "training.txt").write_text(
+            "trained by `python -m imagegate.training.shapes` with\n"
+            + "\n".join(f"{key} = {value}" for key, value in asdict(self.plan).items())
+            + "\n"
+        )
+        return out
+
+    def run(self, out: Path) -> Path:
+        try:
+            self.train_vae()
+            data = self.encode_scenes()
+            unet, text = self.train_unet(data)
+            return self.export(out, unet, text)
+        finally:
+            self._log.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m imagegate.training.shapes")
+    parser.add_argument("--out", type=Path, required=True, help="pipeline directory to write")
+    parser.add_argument("--work", type=Path, default=Path("shapes-work"), help="checkpoints")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vae-steps", type=int, default=Plan.vae_steps)
+    parser.add_argument("--unet-steps", type=int, default=Plan.unet_steps)
+    parser.add_argument("--scenes", type=int, default=Plan.scenes)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    plan = Plan(
+        seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps, scenes=args.scenes
+    )
+    started = time.monotonic()
+    out = Trainer(plan, args.work).run(args.out)
+    print(f"saved {out} after {(time.monotonic() - started) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
