@@ -113,13 +113,6 @@ def build_model(preset: str, directory: Path, device: str, dtype: str) -> Path:
     return directory
 
 
-def _clip_special_ids(tokenizer: Any) -> tuple[int, int]:
-    bos = tokenizer.convert_tokens_to_ids("<|startoftext|>")
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    assert isinstance(bos, int) and isinstance(eos, int)
-    return bos, eos
-
-
 def _sd_turbo_class() -> Any:
     """stabilityai/sd-turbo's architecture (SD 2.1: UNet 865M, OpenCLIP-H text encoder,
     SD VAE) with random weights. The tokenizer is imagegate's tiny CLIP-layout one, so the
@@ -129,27 +122,16 @@ def _sd_turbo_class() -> Any:
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
         StableDiffusionPipeline,
     )
-    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from imagegate.testing.tiny_pipelines import _clip_tokenizer
+    from imagegate.testing.tiny_pipelines import (
+        _clip_tokenizer,
+        clip_text_encoder,
+        sd_turbo_scheduler,
+    )
 
     tokenizer = _clip_tokenizer()
-    bos, eos = _clip_special_ids(tokenizer)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=1024,
-            intermediate_size=4096,
-            projection_dim=1024,
-            num_hidden_layers=23,
-            num_attention_heads=16,
-            max_position_embeddings=77,
-            hidden_act="gelu",
-            bos_token_id=bos,
-            eos_token_id=eos,
-            pad_token_id=eos,
-        )
+    text_encoder = clip_text_encoder(
+        tokenizer, hidden=1024, layers=23, heads=16, intermediate=4096, act="gelu"
     )
     unet = UNet2DConditionModel(
         sample_size=64,
@@ -184,23 +166,13 @@ def _sd_turbo_class() -> Any:
         sample_size=768,
         scaling_factor=0.18215,
     )
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="epsilon",
-        timestep_spacing="trailing",
-        steps_offset=1,
-        clip_sample=False,
-        set_alpha_to_one=False,
-    )
+    scheduler = sd_turbo_scheduler()
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=scheduler,  # type: ignore[arg-type]  # hinted as an enum of classes
         # diffusers hints these as non-optional, but None is how SD runs without them.
         safety_checker=None,  # type: ignore[arg-type]
         feature_extractor=None,  # type: ignore[arg-type]
@@ -218,26 +190,13 @@ def _flux_schnell_class() -> Any:
     from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
         FlowMatchEulerDiscreteScheduler,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel
 
-    from imagegate.testing.tiny_pipelines import _clip_tokenizer, _t5_tokenizer
+    from imagegate.testing.tiny_pipelines import _clip_tokenizer, _t5_tokenizer, clip_text_encoder
 
     tokenizer = _clip_tokenizer()
-    bos, eos = _clip_special_ids(tokenizer)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=768,
-            intermediate_size=3072,
-            projection_dim=768,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=bos,
-            eos_token_id=eos,
-            pad_token_id=eos,
-        )
+    text_encoder = clip_text_encoder(
+        tokenizer, hidden=768, layers=12, heads=12, intermediate=3072, act="quick_gelu"
     )
     tokenizer_2 = _t5_tokenizer()
     text_encoder_2 = T5EncoderModel(

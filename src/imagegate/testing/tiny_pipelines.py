@@ -69,24 +69,60 @@ def _clip_tokenizer() -> CLIPTokenizer:
     return clip_tokenizer(_COMMON_WORDS, _CLIP_MAX_LENGTH)
 
 
-def _clip_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
+def clip_text_encoder(
+    tokenizer: CLIPTokenizer,
+    *,
+    hidden: int,
+    layers: int,
+    heads: int,
+    intermediate: int,
+    act: str = "quick_gelu",
+) -> CLIPTextModel:
+    """A CLIP text encoder with random weights for ``tokenizer``, at any size (the tiny
+    pipelines' and the real SD / FLUX ones in benchmarks/backend_overhead.py)."""
     eos = tokenizer.convert_tokens_to_ids(EOS)
     bos = tokenizer.convert_tokens_to_ids(BOS)
     assert isinstance(eos, int) and isinstance(bos, int)
     config = CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=_TEXT_DIM,
-        intermediate_size=37,
-        projection_dim=_TEXT_DIM,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        projection_dim=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         max_position_embeddings=_CLIP_MAX_LENGTH,
+        hidden_act=act,
         layer_norm_eps=1e-5,
         bos_token_id=bos,
         eos_token_id=eos,
         pad_token_id=eos,
     )
     return CLIPTextModel(config)
+
+
+def _clip_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    return clip_text_encoder(tokenizer, hidden=_TEXT_DIM, layers=2, heads=4, intermediate=37)
+
+
+def sd_turbo_scheduler() -> DDIMScheduler:
+    """SD's noise schedule with "trailing" spacing (as in stabilityai/sd-turbo), so one or
+    two steps start from pure noise.
+
+    DDIM rather than sd-turbo's EulerDiscreteScheduler: Euler's set_timesteps calls
+    np.array() on a torch tensor, which with numpy 2.4 / torch 2.13 emits "DeprecationWarning:
+    __array__ implementation doesn't accept a copy keyword" on every call, and pytest's
+    filterwarnings=error turns that into a failure."""
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        timestep_spacing="trailing",
+        steps_offset=1,
+        clip_sample=False,
+        set_alpha_to_one=False,
+    )
 
 
 def _t5_tokenizer() -> T5Tokenizer:
@@ -167,28 +203,13 @@ def save_tiny_sd(directory: Path, *, seed: int = 0) -> Path:
         tokenizer = _clip_tokenizer()
         torch.manual_seed(seed)
         text_encoder = _clip_text_encoder(tokenizer)
-    # SD's noise schedule with "trailing" spacing (as in stabilityai/sd-turbo), so one or two
-    # steps start from pure noise. DDIM rather than sd-turbo's EulerDiscreteScheduler: Euler's
-    # set_timesteps calls np.array() on a torch tensor, which with numpy 2.4 / torch 2.13 emits
-    # "DeprecationWarning: __array__ implementation doesn't accept a copy keyword" on every
-    # call, and pytest's filterwarnings=error turns that into a failure.
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        prediction_type="epsilon",
-        timestep_spacing="trailing",
-        steps_offset=1,
-        clip_sample=False,
-        set_alpha_to_one=False,
-    )
+    scheduler = sd_turbo_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=scheduler,  # type: ignore[arg-type]  # hinted as an enum of classes
         # diffusers hints these as non-optional, but None is how SD runs without them.
         safety_checker=None,  # type: ignore[arg-type]
         feature_extractor=None,  # type: ignore[arg-type]
