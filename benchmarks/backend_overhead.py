@@ -117,7 +117,6 @@ def _sd_turbo_class() -> Any:
     """stabilityai/sd-turbo's architecture (SD 2.1: UNet 865M, OpenCLIP-H text encoder,
     SD VAE) with random weights. The tokenizer is imagegate's tiny CLIP-layout one, so the
     text encoder's vocabulary is small; the sequence length (77) and every layer are real."""
-    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import (
         StableDiffusionPipeline,
@@ -126,6 +125,7 @@ def _sd_turbo_class() -> Any:
     from imagegate.testing.tiny_pipelines import (
         _clip_tokenizer,
         clip_text_encoder,
+        four_block_vae,
         sd_turbo_scheduler,
     )
 
@@ -155,14 +155,11 @@ def _sd_turbo_class() -> Any:
         cross_attention_dim=1024,
         use_linear_projection=True,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
+    vae = four_block_vae(
+        (128, 256, 512, 512),
         latent_channels=4,
+        layers_per_block=2,
+        norm_num_groups=32,
         sample_size=768,
         scaling_factor=0.18215,
     )
@@ -184,36 +181,27 @@ def _flux_schnell_class() -> Any:
     """black-forest-labs/FLUX.1-schnell's architecture (12B transformer without guidance
     embedding, CLIP-L, T5-XXL, 16-channel VAE) with random weights and imagegate's tiny
     CLIP- and T5-layout tokenizers (small vocabularies, real sequence lengths)."""
-    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
     from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
     from diffusers.pipelines.flux.pipeline_flux import FluxPipeline
     from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
         FlowMatchEulerDiscreteScheduler,
     )
-    from transformers import T5Config, T5EncoderModel
 
-    from imagegate.testing.tiny_pipelines import _clip_tokenizer, _t5_tokenizer, clip_text_encoder
+    from imagegate.testing.tiny_pipelines import (
+        _clip_tokenizer,
+        _t5_tokenizer,
+        clip_text_encoder,
+        four_block_vae,
+        t5_text_encoder,
+    )
 
     tokenizer = _clip_tokenizer()
     text_encoder = clip_text_encoder(
         tokenizer, hidden=768, layers=12, heads=12, intermediate=3072, act="quick_gelu"
     )
     tokenizer_2 = _t5_tokenizer()
-    text_encoder_2 = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer_2),
-            d_model=4096,
-            d_kv=64,
-            d_ff=10240,
-            num_layers=24,
-            num_heads=64,
-            relative_attention_num_buckets=32,
-            feed_forward_proj="gated-gelu",
-            is_encoder_decoder=False,
-            use_cache=False,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
+    text_encoder_2 = t5_text_encoder(
+        tokenizer_2, d_model=4096, d_kv=64, d_ff=10240, layers=24, heads=64, buckets=32
     )
     transformer = FluxTransformer2DModel(
         patch_size=1,
@@ -227,19 +215,14 @@ def _flux_schnell_class() -> Any:
         guidance_embeds=False,
         axes_dims_rope=(16, 56, 56),
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
+    vae = four_block_vae(
+        (128, 256, 512, 512),
         latent_channels=16,
+        layers_per_block=2,
+        norm_num_groups=32,
         sample_size=1024,
         scaling_factor=0.3611,
         shift_factor=0.1159,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
     )
     scheduler = FlowMatchEulerDiscreteScheduler(
         num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False

@@ -136,15 +136,26 @@ def _t5_tokenizer() -> T5Tokenizer:
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=_T5_MAX_LENGTH)
 
 
-def _t5_text_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
+def t5_text_encoder(
+    tokenizer: T5Tokenizer,
+    *,
+    d_model: int,
+    d_kv: int,
+    d_ff: int,
+    layers: int,
+    heads: int,
+    buckets: int,
+) -> T5EncoderModel:
+    """A T5 encoder with random weights for ``tokenizer``, at any size (the tiny FLUX
+    pipeline's and FLUX's real T5-XXL in benchmarks/backend_overhead.py)."""
     config = T5Config(
         vocab_size=len(tokenizer),
-        d_model=_TEXT_DIM,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
+        d_model=d_model,
+        d_kv=d_kv,
+        d_ff=d_ff,
+        num_layers=layers,
+        num_heads=heads,
+        relative_attention_num_buckets=buckets,
         feed_forward_proj="gated-gelu",
         is_encoder_decoder=False,
         use_cache=False,
@@ -154,28 +165,55 @@ def _t5_text_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
     return T5EncoderModel(config)
 
 
-def _vae(*, latent_channels: int, flux: bool) -> AutoencoderKL:
-    """Four tiny blocks, so ``vae_scale_factor`` is 8 as in the real SD / FLUX VAEs.
+def _t5_text_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
+    return t5_text_encoder(
+        tokenizer, d_model=_TEXT_DIM, d_kv=8, d_ff=37, layers=2, heads=4, buckets=8
+    )
 
-    ``flux``: as in diffusers' FLUX fast tests, no quant convs and FLUX's shift/scale.
-    """
-    blocks = 4
+
+def four_block_vae(
+    widths: tuple[int, int, int, int],
+    *,
+    latent_channels: int,
+    layers_per_block: int,
+    norm_num_groups: int,
+    sample_size: int,
+    scaling_factor: float,
+    shift_factor: float | None = None,
+) -> AutoencoderKL:
+    """An SD / FLUX-layout VAE with random weights: four blocks, so ``vae_scale_factor``
+    is 8 as in the real ones. A ``shift_factor`` makes it FLUX's: shifted latents and no
+    quant convs."""
+    flux = shift_factor is not None
     vae: AutoencoderKL = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * blocks,
-        up_block_types=("UpDecoderBlock2D",) * blocks,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=widths,
+        layers_per_block=layers_per_block,
         latent_channels=latent_channels,
-        norm_num_groups=4,
-        sample_size=64,
-        scaling_factor=1.5035 if flux else 0.18215,
-        shift_factor=0.0609 if flux else None,
+        norm_num_groups=norm_num_groups,
+        sample_size=sample_size,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
         use_quant_conv=not flux,
         use_post_quant_conv=not flux,
     )
     return vae
+
+
+def _vae(*, latent_channels: int, flux: bool) -> AutoencoderKL:
+    """Tiny widths; ``flux``: the scale and shift of diffusers' FLUX fast tests."""
+    return four_block_vae(
+        (8, 8, 16, 16),
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=64,
+        scaling_factor=1.5035 if flux else 0.18215,
+        shift_factor=0.0609 if flux else None,
+    )
 
 
 def save_tiny_sd(directory: Path, *, seed: int = 0) -> Path:
