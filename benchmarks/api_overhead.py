@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from processes import HOST, free_port, stop_group
 
-HOST = "127.0.0.1"
 SUBMIT_PATH = "/api/v3/kwaivgi/kling-image-o1/text-to-image"
 SUBMIT_BODY = json.dumps({"prompt": "a lighthouse at dusk", "aspect_ratio": "16:9", "n": 1})
 BARE_APP = Path(__file__).with_name("bare_app.py")
@@ -126,18 +125,11 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
 # --- servers and scratch databases ---
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[tuple[int, int]]:
     """Start a server in its own process group, wait for it to answer, yield (port, pid),
     and stop it (SIGINT, then SIGKILL) however the block ends."""
-    port = _free_port()
+    port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [*argv, "--host", HOST, "--port", str(port)],
@@ -159,14 +151,7 @@ def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[tuple[in
                 time.sleep(0.1)
         yield port, proc.pid
     finally:
-        for sig, wait_s in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
-            if proc.poll() is not None:
-                break
-            os.killpg(proc.pid, sig)
-            try:
-                proc.wait(wait_s)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc)
 
 
 async def _pg(admin_url: str, statement: str) -> None:

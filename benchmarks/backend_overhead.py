@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,8 +55,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx
+from processes import HOST, free_port, stop_group
 
-HOST = "127.0.0.1"
 ROUTE = "bench/model"
 SUBMIT_PATH = f"/api/v3/{ROUTE}/text-to-image"
 PROMPT = "a photo of a red horse in a green forest at night"
@@ -476,13 +475,6 @@ def server_env(config: Config, tmp: Path, extra: dict[str, str]) -> dict[str, st
     return env | extra
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def imagegate_server(
     config: Config, tmp: Path, env: dict[str, str], keep_log: Path | None, log_level: str
@@ -494,7 +486,7 @@ def imagegate_server(
     keys = subprocess.run(create, env=env, capture_output=True, text=True, check=True)
     key = keys.stdout.strip().splitlines()[-1]
     log = tmp / "server.log"
-    port = _free_port()
+    port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [IMAGEGATE, "serve", "--host", HOST, "--port", str(port), "--log-level", log_level],
@@ -515,14 +507,7 @@ def imagegate_server(
         _log(f"  imagegate serve (pid {proc.pid}) started and loaded the model in {took:.1f} s")
         yield f"http://{HOST}:{port}", key, proc.pid
     finally:
-        for sig, wait_s in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
-            if proc.poll() is not None:
-                break
-            os.killpg(proc.pid, sig)
-            try:
-                proc.wait(wait_s)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc)
         if keep_log is not None:
             keep_log.write_bytes(log.read_bytes())
 
