@@ -321,9 +321,20 @@ def render_background(background: Background, side: int) -> Image.Image:
     return Image.composite(bottom, top, _ramp(side))
 
 
+def _supersampling(size: int) -> int:
+    return SUPERSAMPLE if size <= 256 else 1
+
+
+def render_bare(background: Background, size: int = 64) -> Image.Image:
+    """The background alone, rendered exactly as ``render`` renders it under objects."""
+    factor = _supersampling(size)
+    image = render_background(background, size * factor)
+    return image.reduce(factor) if factor > 1 else image
+
+
 def render(scene: Scene, size: int = 64) -> Image.Image:
     """The scene as a ``size`` x ``size`` RGB image."""
-    factor = SUPERSAMPLE if size <= 256 else 1
+    factor = _supersampling(size)
     side = size * factor
     image = render_background(scene.background, side)
     draw = ImageDraw.Draw(image)

@@ -37,17 +37,21 @@ from imagegate.training import shapes_model as model
 @dataclass(frozen=True)
 class Plan:
     seed: int = 0
-    vae_steps: int = 800
+    vae_steps: int = 1_500
     vae_batch: int = 32
-    vae_lr: float = 5e-4
+    vae_lr: float = 1e-3
     kl_weight: float = 1e-6
+    # Objects cover a tenth of a scene: weighted equally with the background, a young
+    # decoder paints them in the background's colour (seen in a trial: 53 % colours right).
+    object_weight: float = 4.0
     scenes: int = 60_000
-    unet_steps: int = 4_000
-    unet_batch: int = 64
+    unet_steps: int = 4_500
+    unet_batch: int = 32
     unet_lr: float = 3e-4
     warmup: int = 200
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
+    snr_gamma: float = 5.0
     checkpoint_every: int = 200
     widths: model.Widths = model.DEFAULT_WIDTHS
 
@@ -58,10 +62,37 @@ def _images(batch: list[Any]) -> torch.Tensor:
 
 
 def _batches(seed: int, size: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    for images, captions, _ in _scene_batches(seed, size):
+        yield images, captions
+
+
+def _scene_batches(
+    seed: int, size: int
+) -> Iterator[tuple[torch.Tensor, list[str], list[scenes.Scene]]]:
     stream = scenes.examples(seed, size=model.IMAGE_SIZE)
     while True:
         chunk = [next(stream) for _ in range(size)]
-        yield _images([image for image, _, _ in chunk]), [text for _, text, _ in chunk]
+        yield (
+            _images([image for image, _, _ in chunk]),
+            [text for _, text, _ in chunk],
+            [scene for _, _, scene in chunk],
+        )
+
+
+def _object_masks(images: torch.Tensor, batch: list[scenes.Scene]) -> torch.Tensor:
+    """1 where a pixel differs from its scene's bare background, else 0: (N, 1, H, W)."""
+    side = images.shape[-1]
+    backgrounds = _images([scenes.render_bare(s.background, side) for s in batch])
+    return ((images - backgrounds).abs().amax(dim=1, keepdim=True) > 0.02).float()
+
+
+def min_snr_weights(noise: Any, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights per timestep for epsilon prediction (Hang et al., 2023):
+    min(SNR, gamma) / SNR. The nearly clean timesteps, whose noise is hardest to see and
+    least useful to learn, stop dominating the gradient; it trains several times faster."""
+    alphas = noise.alphas_cumprod.double()
+    snr = alphas / (1 - alphas)
+    return (snr.clamp(max=gamma) / snr).float()
 
 
 class Trainer:
@@ -109,14 +140,16 @@ class Trainer:
         if start >= plan.vae_steps:
             return
         self.vae.train()
-        batches = _batches(plan.seed * 1000 + start, plan.vae_batch)
+        batches = _scene_batches(plan.seed * 1000 + start, plan.vae_batch)
         bar = tqdm(range(start, plan.vae_steps), desc="vae", initial=start, total=plan.vae_steps)
         for step in bar:
-            images, _ = next(batches)
+            images, _, batch = next(batches)
+            weights = 1 + plan.object_weight * _object_masks(images, batch)
             posterior = self.vae.encode(images).latent_dist
             reconstruction = self.vae.decode(posterior.sample()).sample
             # L1 keeps flat colours and sharp edges; the tiny KL keeps latents well scaled.
-            loss = (reconstruction - images).abs().mean() + plan.kl_weight * posterior.kl().mean()
+            error = ((reconstruction - images).abs() * weights).sum() / (weights.sum() * 3)
+            loss = error + plan.kl_weight * posterior.kl().mean()
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -189,6 +222,7 @@ class Trainer:
             schedule.load_state_dict(state["schedule"])
             start = state["step"]
         empty = self._ids([""])
+        weights = min_snr_weights(self.noise, plan.snr_gamma)
         latents, ids = data["latents"], data["ids"]
         scaling = float(self.vae.config["scaling_factor"])
         self.unet.train()
@@ -211,7 +245,8 @@ class Trainer:
             )
             noisy = self.noise.add_noise(clean, noise, timesteps)  # type: ignore[arg-type]
             predicted = self.unet(noisy, timesteps, self.text(captions)[0]).sample
-            loss = torch.nn.functional.mse_loss(predicted, noise)
+            per_example = (predicted - noise).pow(2).mean(dim=(1, 2, 3))
+            loss = (per_example * weights[timesteps]).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
