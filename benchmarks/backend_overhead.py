@@ -40,7 +40,6 @@ import os
 import platform
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,12 +54,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx
-from processes import HOST, free_port, stop_group
+from processes import imagegate_serve
 
 ROUTE = "bench/model"
 SUBMIT_PATH = f"/api/v3/{ROUTE}/text-to-image"
 PROMPT = "a photo of a red horse in a green forest at night"
-IMAGEGATE = str(Path(sys.executable).with_name("imagegate"))  # the venv's, activated or not
 GOALS = {1: 0.95, 8: 1.5}  # clients -> images/s as a multiple of the direct loop
 # A row during which other processes used this much CPU (in cores) is flagged.
 DISTURBED_CORES = 0.2
@@ -256,6 +254,7 @@ class Config:
     clients: tuple[int, ...]
     images: int
     warmup: int
+    cpu_threads: int | None = None
 
 
 @dataclass
@@ -459,6 +458,8 @@ def registry_toml(config: Config) -> str:
         lines.append(f"guidance_scale = {config.guidance_scale}")
     if config.pipeline is not None:
         lines.append(f"pipeline = {json.dumps(config.pipeline)}")
+    if config.cpu_threads is not None:
+        lines.append(f"cpu_threads = {config.cpu_threads}")
     return "\n".join(lines) + "\n"
 
 
@@ -479,35 +480,20 @@ def server_env(config: Config, tmp: Path, extra: dict[str, str]) -> dict[str, st
 def imagegate_server(
     config: Config, tmp: Path, env: dict[str, str], keep_log: Path | None, log_level: str
 ) -> Iterator[tuple[str, str, int]]:
-    """Start ``imagegate serve``, wait until its model is loaded, yield (base URL, key, pid),
-    and stop it and its model process (SIGINT, then SIGKILL) however the block ends."""
+    """``imagegate serve`` with this run's registry entry, once its model is loaded."""
     (tmp / "models.toml").write_text(registry_toml(config), encoding="utf-8")
-    create = [IMAGEGATE, "keys", "create", "--name", "bench"]
-    keys = subprocess.run(create, env=env, capture_output=True, text=True, check=True)
-    key = keys.stdout.strip().splitlines()[-1]
     log = tmp / "server.log"
-    port = free_port()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [IMAGEGATE, "serve", "--host", HOST, "--port", str(port), "--log-level", log_level],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    started = time.monotonic()
     try:
-        started = time.monotonic()
-        while f"loaded model {ROUTE}" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() - started > LOAD_TIMEOUT_S:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"imagegate did not load the model:\n{tail}")
-            time.sleep(0.2)
-        took = time.monotonic() - started
-        _log(f"  imagegate serve (pid {proc.pid}) started and loaded the model in {took:.1f} s")
-        yield f"http://{HOST}:{port}", key, proc.pid
+        with imagegate_serve(env, log, f"loaded model {ROUTE}", LOAD_TIMEOUT_S, log_level) as (
+            base,
+            key,
+            pid,
+        ):
+            took = time.monotonic() - started
+            _log(f"  imagegate serve (pid {pid}) started and loaded the model in {took:.1f} s")
+            yield base, key, pid
     finally:
-        stop_group(proc)
         if keep_log is not None:
             keep_log.write_bytes(log.read_bytes())
 
@@ -746,6 +732,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--render-scale", type=float, default=1.0, help="(default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=8, help="(default: %(default)s)")
     parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        help="the registry entry's cpu_threads (default: unset, torch's one per core)",
+    )
+    parser.add_argument(
         "--clients",
         type=_counts,
         default="1,8",
@@ -834,6 +825,7 @@ def main() -> None:
                 clients=args.clients,
                 images=args.images,
                 warmup=args.warmup,
+                cpu_threads=args.cpu_threads,
             )
             facts = machine_facts(args.device)
             for line in facts:

@@ -131,10 +131,18 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-SLOW_REGISTRY = (
+# The shipped registry serves a real (small) model; API tests want the instant mock.
+MOCK_REGISTRY = (
     '[models."kwaivgi/kling-image-o1"]\nbackend = "mock"\n'
-    'tasks = ["text-to-image", "image-to-image"]\ndelay_ms = 1500\n'
+    'tasks = ["text-to-image", "image-to-image"]\ndelay_ms = 0\n'
 )
+SLOW_REGISTRY = MOCK_REGISTRY.replace("delay_ms = 0", "delay_ms = 1500")
+
+
+def mock_registry(directory: Path, text: str = MOCK_REGISTRY) -> Path:
+    path = directory / "models.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 @pytest.fixture
@@ -146,12 +154,10 @@ def settings_override(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, settings_override: str) -> Settings:
-    models = None
-    if settings_override == "slow":
-        models = tmp_path / "models.toml"
-        models.write_text(SLOW_REGISTRY)
     return Settings(
-        models=models,
+        models=mock_registry(
+            tmp_path, SLOW_REGISTRY if settings_override == "slow" else MOCK_REGISTRY
+        ),
         sync_mode_timeout=0.2 if settings_override == "slow" else 10,
         run_worker=settings_override != "no_worker",
         # In-process API tests run models in a thread: a process per test would cost a

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from imagegate.backends.base import BackendOutOfMemory, GenerationInput
@@ -57,6 +58,27 @@ def test_every_aspect_and_resolution_is_delivered_at_the_contracts_size(
     size = output_size(aspect, resolution, None)
     [[image]] = sd.generate([request(size=size)], ignore)
     assert image.size == size
+
+
+def test_render_pixels_renders_1k_and_2k_at_the_same_size(tiny_sd: Path) -> None:
+    backend = DiffusersBackend(diffusers_spec(tiny_sd, render_scale=1.0, render_pixels=4096))
+    [[small]] = backend.generate([request(size=output_size("16:9", "1k", None))], ignore)
+    [[large]] = backend.generate([request(size=output_size("16:9", "2k", None))], ignore)
+    backend.close()
+    assert (small.size, large.size) == ((1360, 768), (2720, 1536))
+    # the same render, upscaled twice as far: scaled back down it matches the 1k image
+    shrunk = large.resize(small.size, Image.Resampling.LANCZOS)
+    assert np.abs(pixels(shrunk) - pixels(small)).mean() < 2
+
+
+def test_cpu_threads_sets_torchs_threads_for_a_model_on_the_cpu(tiny_sd: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        backend = DiffusersBackend(diffusers_spec(tiny_sd, cpu_threads=before + 1))
+        assert torch.get_num_threads() == before + 1
+        backend.close()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_batch_gives_each_image_what_it_gets_alone(sd: DiffusersBackend) -> None:

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imagegate.cli.main import app
+from tests.unit.test_registry import without
 
 
 @pytest.fixture
@@ -68,6 +69,21 @@ def test_serve_with_a_bad_registry_stops_naming_file_entry_and_problem(
     code, _, err = run({**env, "IMAGEGATE_MODELS": str(registry)}, "serve", "--port", "1")
     assert code == 2
     assert str(registry) in err and 'models."me/model"' in err and "unknown task 'paint'" in err
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["worker"]])
+def test_serve_and_worker_stop_when_a_routes_backend_is_not_installed(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    registry = tmp_path / "models.toml"
+    registry.write_text(
+        '[models."me/model"]\nbackend = "diffusers"\ntasks = ["text-to-image"]\nsource = "x/y"\n'
+    )
+    without(monkeypatch, "torch")
+    code, _, err = run({**env, "IMAGEGATE_MODELS": str(registry)}, *command)
+    assert code == 2
+    assert 'models."me/model": the diffusers backend needs torch' in err
+    assert "pip install torch==2.13.0" in err
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from imagegate.services.accounts import Principal
 from imagegate.services.container import Services, open_services
 from imagegate.settings import Settings
 from imagegate.wire import GenerationRequest
+from tests.conftest import mock_registry
 
 pytestmark = pytest.mark.anyio
 POLL_S = 3.0
@@ -25,6 +26,7 @@ async def pair(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[Service
         made = []
         for _ in range(2):
             settings = Settings(
+                models=mock_registry(tmp_path),
                 data_dir=tmp_path / "data",
                 database_url=database_url,
                 secret_key="s",

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-from imagegate.domain.registry import RegistryError, load_registry, parse_registry
+from imagegate.domain.registry import (
+    RegistryError,
+    check_installed,
+    load_registry,
+    parse_registry,
+)
 from imagegate.errors import NotFoundError
 
 
@@ -40,6 +46,10 @@ DIFFUSERS = '[models."a/b"]\nbackend = "diffusers"\ntasks = ["text-to-image"]\n'
         ('[models."a/b"]\nbackend = "mock"\ntasks = ["text-to-image"]\nmax_batch = 0', "max_batch"),
         (DIFFUSERS, 'models."a/b": source: Field required'),
         (DIFFUSERS + 'source = "x/y"\nrender_scale = 0', "render_scale: Input should be greater"),
+        (
+            DIFFUSERS + 'source = "x/y"\nrender_scale = 0.5\nrender_pixels = 4096',
+            "render_scale or render_pixels, not both",
+        ),
         (DIFFUSERS + 'source = "x/y"\ndevice = "gpu"', "device: String should match pattern"),
         (DIFFUSERS + 'source = "x/y"\ndtype = "int8"', "dtype: Input should be 'auto'"),
         (DIFFUSERS + 'source = "x/y"\nsteps = 0', "steps: Input should be greater"),
@@ -92,3 +102,30 @@ def test_a_builtin_source_names_weights_shipped_in_the_package(tmp_path: Path) -
     assert builtin is not None and builtin.parts[-3:] == ("imagegate", "weights", "shapes")
     assert DiffusersOptions(source=str(tmp_path)).local_directory() == tmp_path
     assert DiffusersOptions(source="stabilityai/sd-turbo").local_directory() is None
+
+
+def without(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    """Make ``package`` look uninstalled to the registry's check."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == package else real(name)
+    )
+
+
+def test_a_backend_whose_packages_are_missing_is_refused_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = parse_registry(DIFFUSERS + 'source = "x/y"\n', "/etc/imagegate/models.toml")
+    check_installed(registry)  # everything is installed here
+    without(monkeypatch, "diffusers")
+    with pytest.raises(RegistryError) as info:
+        check_installed(registry)
+    assert str(info.value) == (
+        '/etc/imagegate/models.toml: models."a/b": the diffusers backend needs diffusers, '
+        'which are not installed: pip install torch==2.13.0 && pip install "imagegate[diffusers]"'
+    )
+
+
+def test_the_mock_backend_needs_nothing_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    without(monkeypatch, "torch")
+    check_installed(parse_registry('[models."a/b"]\nbackend = "mock"\ntasks = ["edit"]', "x"))

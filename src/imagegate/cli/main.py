@@ -12,6 +12,7 @@ from imagegate.cli.models import models_app
 
 if TYPE_CHECKING:
     from imagegate.services.container import Services
+    from imagegate.settings import Settings
 
 T = TypeVar("T")
 
@@ -37,17 +38,12 @@ def serve(
     import uvicorn
 
     from imagegate.assembly import build_app
-    from imagegate.domain.registry import RegistryError, load_registry
     from imagegate.logs import configure_logging
     from imagegate.settings import Settings
 
     configure_logging(log_level)
     settings = Settings() if worker is None else Settings(run_worker=worker)
-    try:
-        load_registry(settings.models)  # fail before binding the port, with the reason
-    except RegistryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    _check_registry(settings, needs_backends=settings.run_worker)  # before binding the port
     uvicorn.run(build_app(settings), host=host, port=port, log_level=log_level, access_log=False)
 
 
@@ -64,12 +60,27 @@ def run_worker(
     from imagegate.worker.supervisor import Worker
 
     configure_logging(log_level)
+    settings = Settings()
+    _check_registry(settings, needs_backends=True)
 
     async def main() -> None:
-        async with open_services(Settings()) as services:
+        async with open_services(settings) as services:
             await Worker(services).run()
 
     anyio.run(main)
+
+
+def _check_registry(settings: Settings, *, needs_backends: bool) -> None:
+    """Exit 2 with the file, the route and the problem when the registry is unusable here."""
+    from imagegate.domain.registry import RegistryError, check_installed, load_registry
+
+    try:
+        registry = load_registry(settings.models)
+        if needs_backends:
+            check_installed(registry)
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _run_services(action: Callable[[Services], Awaitable[T]]) -> T:

@@ -7,11 +7,12 @@ later in a worker.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 # "builtin:NAME" names weights shipped inside the package, under imagegate/weights/NAME.
@@ -37,11 +38,29 @@ class DiffusersOptions(BaseModel):
     variant: str | None = None
     # Render at this fraction of the contract's size and upscale (Lanczos) to it.
     render_scale: float = Field(default=1.0, gt=0, le=1)
+    # Or: render at about this many pixels, at the request's aspect, whatever its
+    # resolution: for a model trained at one size (the shapes model: 64x64 = 4096).
+    render_pixels: int | None = Field(default=None, ge=64, le=100_000_000)
     # Decode latents in tiles: "auto" does so above `tiling_above_pixels` rendered pixels.
     vae_tiling: Literal["auto", "on", "off"] = "auto"
     tiling_above_pixels: int = Field(default=2_500_000, ge=1)
     compile: bool = False
     channels_last: bool = False
+    # torch's threads for a model on a CPU (the whole model process's setting). Unset:
+    # one per core. Under load, fewer leaves cores to encode and store finished images.
+    cpu_threads: int | None = Field(default=None, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _one_render_size_rule(self) -> DiffusersOptions:
+        if self.render_pixels is not None and self.render_scale != 1.0:
+            raise ValueError("set render_scale or render_pixels, not both")
+        return self
+
+    def render_fraction(self, width: int, height: int) -> float:
+        """The fraction of a width x height request's sides that the model renders."""
+        if self.render_pixels is None:
+            return self.render_scale
+        return min(1.0, math.sqrt(self.render_pixels / (width * height)))
 
     def local_directory(self) -> Path | None:
         """Where the weights are on this machine when the source names a directory (or

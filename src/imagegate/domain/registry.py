@@ -7,6 +7,7 @@ refuses to start.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ TASKS = ("text-to-image", "image-to-image", "edit")
 BUILTIN_BACKENDS: dict[str, str] = {
     "mock": "imagegate.backends.mock:MockBackend",
     "diffusers": "imagegate.backends.diffusers:DiffusersBackend",
+}
+# What each shipped backend imports beyond imagegate's own dependencies.
+BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
+    "diffusers": ("torch", "diffusers", "transformers"),
+}
+INSTALL_HINT = {
+    "diffusers": 'pip install torch==2.13.0 && pip install "imagegate[diffusers]"',
 }
 _ROUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -148,3 +156,18 @@ def load_registry(path: Path | None = None) -> Registry:
     except OSError as exc:
         raise RegistryError(path, None, f"cannot be read: {exc.strerror or exc}") from exc
     return parse_registry(text, path)
+
+
+def check_installed(registry: Registry) -> None:
+    """Stop at start, naming the route and the install command, when a route's backend
+    needs packages this environment lacks: otherwise every job of it would fail later."""
+    for spec in registry.routes.values():
+        packages = BACKEND_PACKAGES.get(spec.backend, ())
+        missing = [name for name in packages if importlib.util.find_spec(name) is None]
+        if missing:
+            raise RegistryError(
+                registry.source,
+                spec.route,
+                f"the {spec.backend} backend needs {', '.join(missing)}, which are not "
+                f"installed: {INSTALL_HINT[spec.backend]}",
+            )

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from PIL import Image
 
 from imagegate.backends.base import GenerationInput, ProgressCallback
@@ -23,6 +24,8 @@ class DiffusersBackend:
         self.spec = spec
         self.options = DiffusersOptions.model_validate(spec.options)
         self.device = loading.pick_device(self.options.device)
+        if self.device.type == "cpu" and self.options.cpu_threads is not None:
+            torch.set_num_threads(self.options.cpu_threads)
         self._text: Any = loading.load_pipeline(spec.route, self.options, self.device)
         self._image: Any = None
 

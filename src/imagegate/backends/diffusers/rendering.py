@@ -55,7 +55,10 @@ def render(
 ) -> list[list[Image.Image]]:
     first = requests[0]
     width, height = render_size(
-        first.width, first.height, options.render_scale, size_multiple(pipe)
+        first.width,
+        first.height,
+        options.render_fraction(first.width, first.height),
+        size_multiple(pipe),
     )
     rows = [Row(request, index) for request in requests for index in range(request.n)]
     chunks = [rows[start : start + max_batch] for start in range(0, len(rows), max_batch)]
@@ -127,7 +130,8 @@ def _call(
     except torch.OutOfMemoryError as exc:
         raise BackendOutOfMemory(
             f"out of memory on {device} rendering {len(chunk)} image(s) at {width}x{height}; "
-            f"lower this route's max_batch or render_scale ({str(exc).splitlines()[0]})"
+            "lower this route's max_batch, render_scale or render_pixels "
+            f"({str(exc).splitlines()[0]})"
         ) from None
     return np.asarray(result.images)
 
