@@ -11,6 +11,7 @@ every server is stopped (SIGTERM, then SIGKILL after a timeout) at teardown.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -19,9 +20,11 @@ import sys
 import time
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.conftest import BACKENDS, fresh_database_url
 
@@ -307,3 +310,20 @@ def server(request: pytest.FixtureRequest, shared_server: ServerProcess) -> Iter
     yield shared_server
     if _failed(request):
         print(f"----- {shared_server.log_path} -----\n{shared_server.log_text()}")
+
+
+def sync_images(
+    server: ServerProcess, body: dict[str, Any], timeout: float = 90
+) -> list[Image.Image]:
+    """Submit a sync-mode job to the reference route, insist that it completed, and fetch
+    its images."""
+    response = httpx.post(
+        f"{server.url}/api/v3/kwaivgi/kling-image-o1/text-to-image",
+        json={**body, "enable_sync_mode": True},
+        headers=server.auth,
+        timeout=timeout,
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["status"] == "completed", data
+    return [Image.open(io.BytesIO(httpx.get(url, timeout=10).content)) for url in data["outputs"]]

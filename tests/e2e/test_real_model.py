@@ -3,17 +3,14 @@ Diffusion pipeline from a directory named in a registry file, offline."""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.e2e.conftest import ServerFactory, ServerProcess
+from tests.e2e.conftest import ServerFactory, ServerProcess, sync_images
 
 pytestmark = pytest.mark.e2e
 
@@ -31,20 +28,7 @@ warm = true
 
 
 def generate(server: ServerProcess, body: dict[str, Any]) -> list[np.ndarray[Any, Any]]:
-    response = httpx.post(
-        f"{server.url}/api/v3/kwaivgi/kling-image-o1/text-to-image",
-        json={**body, "enable_sync_mode": True},
-        headers=server.auth,
-        timeout=90,
-    )
-    assert response.status_code == 200, response.text
-    data = response.json()["data"]
-    assert data["status"] == "completed", data
-    arrays = []
-    for url in data["outputs"]:
-        with Image.open(io.BytesIO(httpx.get(url, timeout=10).content)) as image:
-            arrays.append(np.asarray(image.convert("RGB")))
-    return arrays
+    return [np.asarray(image.convert("RGB")) for image in sync_images(server, body)]
 
 
 def test_a_saved_pipeline_is_served_by_the_model_process(

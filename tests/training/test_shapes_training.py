@@ -8,10 +8,12 @@ import csv
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imagegate.backends.base import GenerationInput
 from imagegate.backends.diffusers import DiffusersBackend
 from imagegate.training import shapes_model
+from imagegate.training.evaluate import evaluate
 from imagegate.training.shapes import Plan, Trainer
 from tests.backends.conftest import diffusers_spec
 
@@ -42,6 +44,13 @@ def test_a_toy_run_trains_every_stage_and_saves_a_servable_pipeline(tmp_path: Pa
     assert [image.size for image in images] == [(1024, 1024), (1024, 1024)]
     assert backend._text.vae.config.scaling_factor != 1.0  # measured on the encoded scenes
     backend.close()
+
+    report = evaluate(out, single=5, double=3, steps=2, batch=4, grid_path=tmp_path / "grid.png")
+    assert (report.single.images, report.double.images) == (5, 3)
+    # the ground truth of the very captions scored passes the judge: the scores are sound
+    assert report.single_judge_on_truth.all_right == report.double_judge_on_truth.all_right == 1
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size == (8 + 8 * (128 + 8), 8 + 1 * (128 + 52 + 8))  # 8 images, one row
 
 
 class Killed(Exception):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from imagegate.domain.diffusers_options import DiffusersOptions
 from imagegate.domain.registry import (
     RegistryError,
     check_installed,
@@ -14,11 +15,16 @@ from imagegate.domain.registry import (
 from imagegate.errors import NotFoundError
 
 
-def test_the_shipped_registry_serves_the_reference_route() -> None:
+def test_the_shipped_registry_serves_the_reference_route_from_the_bundled_model() -> None:
     registry = load_registry()
     spec = registry.lookup("kwaivgi/kling-image-o1", "text-to-image")
-    assert spec.backend == "mock"
-    assert spec.backend_path == "imagegate.backends.mock:MockBackend"
+    assert spec.backend == "diffusers"
+    options = DiffusersOptions.model_validate(spec.options)
+    assert options.source == "builtin:shapes"
+    weights = options.local_directory()
+    assert weights is not None and (weights / "model_index.json").is_file()
+    on_disk = sum(f.stat().st_size for f in weights.rglob("*") if f.is_file())
+    assert on_disk < 50 * 2**20  # the cap for weights shipped in the package
 
 
 def test_unknown_route_and_task_are_not_found() -> None:
@@ -91,8 +97,8 @@ def test_only_image_tasks_of_a_diffusers_route_take_references() -> None:
     spec = parse_registry(DIFFUSERS + 'source = "x/y"\n', "f").routes["a/b"]
     assert not spec.takes_references("text-to-image")
     assert spec.takes_references("image-to-image") and spec.takes_references("edit")
-    mock = load_registry().routes["kwaivgi/kling-image-o1"]
-    assert mock.takes_references("text-to-image")
+    mock = parse_registry('[models."a/b"]\nbackend = "mock"\ntasks = ["text-to-image"]', "f")
+    assert mock.routes["a/b"].takes_references("text-to-image")
 
 
 def test_a_builtin_source_names_weights_shipped_in_the_package(tmp_path: Path) -> None:

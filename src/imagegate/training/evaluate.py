@@ -70,6 +70,8 @@ class Scores:
 
 
 def score(verdicts: Sequence[Verdict]) -> Scores:
+    if not verdicts:
+        return Scores(images=0, colour=0.0, shape=0.0, position=None, all_right=0.0)
     objects = [o for v in verdicts for o in v.objects]
     placed = [o.position for o in objects if o.position is not None]
     return Scores(
