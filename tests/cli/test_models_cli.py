@@ -32,7 +32,7 @@ tasks = ["text-to-image"]
     return {"IMAGEGATE_MODELS": str(models), "HF_HUB_OFFLINE": "1"}
 
 
-def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+def run(env: dict[str, str | None], *args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
 
@@ -50,6 +50,15 @@ def test_models_list_shows_each_route_its_tasks_and_where_its_weights_are(
     assert lines[1].startswith("stability/turbo  backend=diffusers")
     assert lines[1].endswith("nobody-here/not-downloaded (not downloaded)")
     assert lines[2] == "test/mock  backend=mock  tasks=text-to-image  max_batch=1"
+
+
+def test_models_list_on_the_shipped_registry_shows_the_bundled_model() -> None:
+    code, out, err = run({"HF_HUB_OFFLINE": "1", "IMAGEGATE_MODELS": None}, "models", "list")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "kwaivgi/kling-image-o1  backend=diffusers  tasks=text-to-image,image-to-image  "
+        "max_batch=8  builtin:shapes (shipped in the package)"
+    ]
 
 
 def test_pulling_without_the_hub_names_the_route_and_the_source(

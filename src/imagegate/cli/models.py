@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from imagegate.domain.diffusers_options import DiffusersOptions
+from imagegate.domain.diffusers_options import BUILTIN, DiffusersOptions
 from imagegate.domain.registry import Registry, RegistryError, RouteSpec, load_registry
 from imagegate.settings import Settings
 
@@ -28,7 +28,8 @@ def _weights(spec: RouteSpec) -> str:
     source = options.source
     directory = options.local_directory()
     if directory is not None:
-        where = "local directory" if directory.is_dir() else "missing"
+        kind = "shipped in the package" if source.startswith(BUILTIN) else "local directory"
+        where = kind if directory.is_dir() else "missing"
         return f"{source} ({where})"
     try:
         from huggingface_hub import try_to_load_from_cache
