@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from imagegate.cli.models import models_app
+from imagegate.cli.models import models_app, registry_or_exit
 
 if TYPE_CHECKING:
     from imagegate.services.container import Services
-    from imagegate.settings import Settings
 
 T = TypeVar("T")
 
@@ -43,7 +42,7 @@ def serve(
 
     configure_logging(log_level)
     settings = Settings() if worker is None else Settings(run_worker=worker)
-    _check_registry(settings, needs_backends=settings.run_worker)  # before binding the port
+    registry_or_exit(settings, needs_backends=settings.run_worker)  # before binding the port
     uvicorn.run(build_app(settings), host=host, port=port, log_level=log_level, access_log=False)
 
 
@@ -61,26 +60,13 @@ def run_worker(
 
     configure_logging(log_level)
     settings = Settings()
-    _check_registry(settings, needs_backends=True)
+    registry_or_exit(settings, needs_backends=True)
 
     async def main() -> None:
         async with open_services(settings) as services:
             await Worker(services).run()
 
     anyio.run(main)
-
-
-def _check_registry(settings: Settings, *, needs_backends: bool) -> None:
-    """Exit 2 with the file, the route and the problem when the registry is unusable here."""
-    from imagegate.domain.registry import RegistryError, check_installed, load_registry
-
-    try:
-        registry = load_registry(settings.models)
-        if needs_backends:
-            check_installed(registry)
-    except RegistryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def _run_services(action: Callable[[Services], Awaitable[T]]) -> T:

@@ -7,18 +7,29 @@ from typing import Annotated
 import typer
 
 from imagegate.domain.diffusers_options import BUILTIN, DiffusersOptions
-from imagegate.domain.registry import Registry, RegistryError, RouteSpec, load_registry
+from imagegate.domain.registry import (
+    Registry,
+    RegistryError,
+    RouteSpec,
+    check_installed,
+    load_registry,
+)
 from imagegate.settings import Settings
 
 models_app = typer.Typer(no_args_is_help=True, help="the model registry")
 
 
-def _registry() -> Registry:
+def registry_or_exit(settings: Settings, *, needs_backends: bool = False) -> Registry:
+    """The registry, or exit 2 with the file, the route and the problem; with
+    ``needs_backends``, also when a route's backend is not installed here."""
     try:
-        return load_registry(Settings().models)
+        registry = load_registry(settings.models)
+        if needs_backends:
+            check_installed(registry)
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    return registry
 
 
 def _weights(spec: RouteSpec) -> str:
@@ -43,7 +54,7 @@ def _weights(spec: RouteSpec) -> str:
 @models_app.command("list")
 def models_list() -> None:
     """Each route: its backend, tasks, batch size and where its weights are."""
-    for spec in _registry().routes.values():
+    for spec in registry_or_exit(Settings()).routes.values():
         typer.echo(
             f"{spec.route}  backend={spec.backend}  tasks={','.join(spec.tasks)}  "
             f"max_batch={spec.max_batch}  {_weights(spec)}".rstrip()
@@ -56,7 +67,7 @@ def models_pull(
 ) -> None:
     """Download a route's weights now (where the Hugging Face hub is reachable), so that
     its first job does not wait for them."""
-    spec = _registry().routes.get(route)
+    spec = registry_or_exit(Settings()).routes.get(route)
     if spec is None:
         typer.echo(f"error: no route {route!r} in the registry", err=True)
         raise typer.Exit(1)

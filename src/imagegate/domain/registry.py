@@ -26,12 +26,12 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "mock": "imagegate.backends.mock:MockBackend",
     "diffusers": "imagegate.backends.diffusers:DiffusersBackend",
 }
-# What each shipped backend imports beyond imagegate's own dependencies.
-BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {
-    "diffusers": ("torch", "diffusers", "transformers"),
-}
-INSTALL_HINT = {
-    "diffusers": 'pip install torch==2.13.0 && pip install "imagegate[diffusers]"',
+# What each shipped backend imports beyond imagegate's own dependencies, and how to get it.
+BACKEND_PACKAGES: dict[str, tuple[tuple[str, ...], str]] = {
+    "diffusers": (
+        ("torch", "diffusers", "transformers"),
+        'pip install torch==2.13.0 && pip install "imagegate[diffusers]"',
+    ),
 }
 _ROUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -162,12 +162,12 @@ def check_installed(registry: Registry) -> None:
     """Stop at start, naming the route and the install command, when a route's backend
     needs packages this environment lacks: otherwise every job of it would fail later."""
     for spec in registry.routes.values():
-        packages = BACKEND_PACKAGES.get(spec.backend, ())
+        packages, install = BACKEND_PACKAGES.get(spec.backend, ((), ""))
         missing = [name for name in packages if importlib.util.find_spec(name) is None]
         if missing:
             raise RegistryError(
                 registry.source,
                 spec.route,
                 f"the {spec.backend} backend needs {', '.join(missing)}, which are not "
-                f"installed: {INSTALL_HINT[spec.backend]}",
+                f"installed: {install}",
             )

@@ -13,7 +13,7 @@ import argparse
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,12 +94,7 @@ def backend_for(model: Path, steps: int, guidance: float, batch: int) -> Diffuse
     return DiffusersBackend(spec)
 
 
-def generate(
-    backend: DiffusersBackend,
-    items: Sequence[Case],
-    batch: int,
-    done: Callable[[int], None] = lambda _: None,
-) -> list[Image.Image]:
+def generate(backend: DiffusersBackend, items: Sequence[Case], batch: int) -> list[Image.Image]:
     images: list[Image.Image] = []
     for start in range(0, len(items), batch):
         requests = [
@@ -107,7 +102,6 @@ def generate(
             for c in items[start : start + batch]
         ]
         images += [made for [made] in backend.generate(requests, lambda step, total: None)]
-        done(len(images))
     return images
 
 
@@ -167,25 +161,22 @@ def evaluate(
     templates = HELD_OUT_TEMPLATES if held_out else TRAIN_TEMPLATES
     ones = cases(single, 1, seed, templates)
     twos = cases(double, 2, seed + 1, templates)
+    every = [*ones, *twos]
+    # each case's neighbour within its own group: a caption the image was not made for
+    others = [*ones[1:], *ones[:1], *twos[1:], *twos[:1]]
     backend = backend_for(model, steps, guidance, batch)
     started = time.monotonic()
     try:
-        made = generate(backend, [*ones, *twos], batch)
+        made = generate(backend, every, batch)
     finally:
         backend.close()
     per_image = (time.monotonic() - started) / len(made)
-    verdicts = [judge(image, c.expected) for image, c in zip(made, [*ones, *twos], strict=True)]
-    truth = [judge(scenes.render(c.scene), c.expected) for c in [*ones, *twos]]
-    shuffled = [
-        judge(made[i], group[(i - start + 1) % len(group)].expected)
-        for start, group in ((0, ones), (single, twos))
-        for i in range(start, start + len(group))
-    ]
+    verdicts = [judge(image, c.expected) for image, c in zip(made, every, strict=True)]
+    truth = [judge(scenes.render(c.scene), c.expected) for c in every]
+    shuffled = [judge(image, c.expected) for image, c in zip(made, others, strict=True)]
     if grid_path is not None:
         shown = [*range(min(24, single)), *range(single, single + min(16, double))]
-        grid([made[i] for i in shown], [[*ones, *twos][i].caption for i in shown], 8).save(
-            grid_path
-        )
+        grid([made[i] for i in shown], [every[i].caption for i in shown], 8).save(grid_path)
     return Report(
         model=str(model),
         templates="held-out" if held_out else "training",
