@@ -8,13 +8,14 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from imagegate.backends.base import GenerationInput
 from imagegate.backends.diffusers import DiffusersBackend
 from imagegate.training import shapes_model
 from imagegate.training.evaluate import evaluate
-from imagegate.training.shapes import Plan, Trainer
+from imagegate.training.shapes import Plan, Trainer, _object_masks, _scene_batches, min_snr_weights
 from tests.backends.conftest import diffusers_spec
 
 TOY = Plan(
@@ -83,3 +84,27 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_weights(
         assert weights.read_bytes() == twin.read_bytes(), (
             f"{weights.parent.name}: a resumed run must give an uninterrupted run's weights"
         )
+
+
+def test_min_snr_weights_leave_noisy_timesteps_alone_and_cap_clean_ones() -> None:
+    noise = shapes_model.training_scheduler()
+    weights = min_snr_weights(noise, gamma=5.0)
+    alphas = noise.alphas_cumprod.double()
+    snr = alphas / (1 - alphas)
+    assert weights.shape == (1000,)
+    assert torch.all(weights[snr <= 5] == 1)  # as noisy as gamma or more: plain MSE
+    clean = snr > 5
+    assert torch.allclose(weights[clean].double(), 5 / snr[clean], rtol=1e-6)
+    assert weights[0] < 0.01  # the cleanest timestep counts for little
+
+
+def test_object_masks_mark_the_objects_and_no_background_gradient_included() -> None:
+    images, _, batch = next(_scene_batches(3, 16))
+    masks = _object_masks(images, batch)
+    assert masks.shape == (16, 1, 64, 64)
+    for mask, scene in zip(masks, batch, strict=True):
+        # the border stays background (objects keep off it), gradients included
+        assert mask[0, :2].sum() == mask[0, -2:].sum() == 0
+        assert mask[0, :, :2].sum() == mask[0, :, -2:].sum() == 0
+        drawn = sum(o.diameter**2 for o in scene.objects) * 64 * 64
+        assert 0.3 * drawn < mask.sum() < 1.2 * drawn  # about the objects' area
