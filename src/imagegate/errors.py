@@ -28,6 +28,10 @@ class PermissionDeniedError(ImagegateError):
     default_message = "the API key may not use this model"
 
 
+class InsufficientBalanceError(PermissionDeniedError):
+    default_message = "insufficient balance for this job"
+
+
 class NotFoundError(ImagegateError):
     http_status = code = 404
     default_message = "not found"

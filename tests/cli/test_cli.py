@@ -119,3 +119,49 @@ def test_serve_takes_the_worker_switch_from_the_flag_else_the_environment(
     code, _, err = run({**env, **extra}, "serve", *args)
     assert code == 0, err
     assert seen == [expected]
+
+
+def test_accounts_create_topup_and_show_keep_balance_and_ledger_equal(
+    env: dict[str, str],
+) -> None:
+    code, out, err = run(env, "accounts", "create", "--name", "acme", "--balance", "1.00")
+    assert code == 0, err
+    account_id = out.strip().splitlines()[-1]
+    assert " " not in account_id and "balance $1.00" in err
+    code, out, err = run(env, "accounts", "topup", account_id, "0.028")
+    assert code == 0, err
+    assert out.strip() == f"{account_id}: balance $1.028"
+    code, out, _ = run(env, "accounts", "show", account_id)
+    assert code == 0
+    assert "balance   $1.028" in out and "ledger    $1.028 in all" in out
+    assert out.count("topup") == 2
+
+
+def test_accounts_refuse_amounts_that_are_not_exact_dollars(env: dict[str, str]) -> None:
+    code, _, err = run(env, "accounts", "create", "--name", "x", "--balance", "0.0000001")
+    assert code == 1 and "finer than a millionth of a dollar" in err
+    code, out, _ = run(env, "accounts", "create", "--name", "x", "--balance", "2")
+    account_id = out.strip().splitlines()[-1]
+    code, _, err = run(env, "accounts", "topup", account_id, "--", "-1")
+    assert code == 1 and "must not be negative" in err
+    code, _, err = run(env, "accounts", "topup", "missing", "1")
+    assert code == 1 and "account 'missing' not found" in err
+
+
+def test_keys_create_with_scopes_limits_and_expiry(env: dict[str, str]) -> None:
+    _, out, _ = run(env, "accounts", "create", "--name", "team", "--max-concurrent", "3")
+    account_id = out.strip().splitlines()[-1]
+    code, out, err = run(
+        env,
+        "keys", "create", "--name", "ci", "--account", account_id,
+        "--models", "acme/*, kwaivgi/kling-image-o1", "--rate-limit", "10/minute",
+        "--expires-in", "30d",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"account: {account_id}" in err and "expires" in err
+    code, listing, _ = run(env, "keys", "list", "--account", account_id)
+    assert "models=acme/*,kwaivgi/kling-image-o1" in listing and "until" in listing
+    code, _, err = run(env, "keys", "create", "--name", "x", "--rate-limit", "often")
+    assert code == 1 and "--rate-limit: 'often' is not a rate limit" in err
+    code, _, err = run(env, "keys", "create", "--name", "x", "--expires-in", "soon")
+    assert code == 1 and "--expires-in: 'soon' is not a duration" in err

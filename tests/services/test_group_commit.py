@@ -8,6 +8,7 @@ import anyio
 import pytest
 from sqlalchemy import func, select
 
+from imagegate.services.clock import utc_now
 from imagegate.services.group_commit import JobInserter
 from imagegate.store import jobs
 from imagegate.store.engine import Database
@@ -35,7 +36,7 @@ async def test_concurrent_inserts_all_commit_in_fewer_transactions(db: Database)
             yield conn
 
     db.write = counting_write  # type: ignore[method-assign]
-    inserter = JobInserter(db)
+    inserter = JobInserter(db, utc_now)
     async with anyio.create_task_group() as group:
         for n in range(50):
             group.start_soon(inserter.insert, job(n))
@@ -46,7 +47,7 @@ async def test_concurrent_inserts_all_commit_in_fewer_transactions(db: Database)
 async def test_a_failed_batch_fails_every_insert_in_it_and_keeps_none(db: Database) -> None:
     async with db.write() as conn:
         await jobs.insert_jobs(conn, [job(1)])
-    inserter = JobInserter(db)
+    inserter = JobInserter(db, utc_now)
     outcomes: dict[int, str] = {}
 
     async def insert(n: int) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from PIL import Image
 
 from imagegate.backends.base import GenerationInput
@@ -86,8 +87,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_weights(
         )
 
 
-def test_min_snr_weights_leave_noisy_timesteps_alone_and_cap_clean_ones() -> None:
-    noise = shapes_model.training_scheduler()
+def test_min_snr_weights_for_epsilon_leave_noisy_timesteps_alone_and_cap_clean_ones() -> None:
+    noise = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
     weights = min_snr_weights(noise, gamma=5.0)
     alphas = noise.alphas_cumprod.double()
     snr = alphas / (1 - alphas)
@@ -95,6 +96,19 @@ def test_min_snr_weights_leave_noisy_timesteps_alone_and_cap_clean_ones() -> Non
     assert torch.all(weights[snr <= 5] == 1)  # as noisy as gamma or more: plain MSE
     clean = snr > 5
     assert torch.allclose(weights[clean].double(), 5 / snr[clean], rtol=1e-6)
+    assert weights[0] < 0.01  # the cleanest timestep counts for little
+
+
+def test_v_prediction_weights_cap_clean_timesteps_and_keep_noisy_ones() -> None:
+    noise = shapes_model.training_scheduler()
+    assert noise.config["prediction_type"] == "v_prediction"
+    weights = min_snr_weights(noise, gamma=5.0).double()
+    alphas = noise.alphas_cumprod.double()
+    snr = alphas / (1 - alphas)
+    # a v error is a clean-image error times sqrt(SNR + 1): as clean-image loss weights
+    # these are clamp(SNR, 1, 5)
+    assert torch.allclose(weights * (snr + 1), snr.clamp(min=1, max=5), rtol=1e-6)
+    assert weights[-1] > 0.99  # pure noise: full weight, the overall colour is chosen there
     assert weights[0] < 0.01  # the cleanest timestep counts for little
 
 

@@ -3,21 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
+from imagegate.cli.accounts import accounts_app, keys_app
 from imagegate.cli.models import models_app, registry_or_exit
 
-if TYPE_CHECKING:
-    from imagegate.services.container import Services
-
-T = TypeVar("T")
-
 app = typer.Typer(no_args_is_help=True, help="imagegate: a self-hosted image generation server")
-keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 db_app = typer.Typer(no_args_is_help=True, help="the database")
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
@@ -67,59 +62,6 @@ def run_worker(
             await Worker(services).run()
 
     anyio.run(main)
-
-
-def _run_services(action: Callable[[Services], Awaitable[T]]) -> T:
-    import anyio
-
-    from imagegate.services.container import open_services
-    from imagegate.settings import Settings
-
-    async def main() -> T:
-        async with open_services(Settings()) as services:
-            return await action(services)
-
-    return anyio.run(main)
-
-
-@keys_app.command("create")
-def keys_create(
-    name: Annotated[str, typer.Option(help="a label for the key")],
-    account: Annotated[str | None, typer.Option(help="add the key to this account")] = None,
-) -> None:
-    """Create a key. It is printed once, alone on the last line; only its hash is kept."""
-    from imagegate.errors import ImagegateError
-
-    try:
-        new = _run_services(lambda s: s.accounts.create_key(name, account))
-    except ImagegateError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(f"key id: {new.record.id}  account: {new.record.account_id}", err=True)
-    typer.echo(new.token)
-
-
-@keys_app.command("list")
-def keys_list() -> None:
-    """Key ids, names, accounts and states (never the keys themselves)."""
-    records = _run_services(lambda s: s.accounts.list_keys())
-    for r in records:
-        state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
-        used = f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "never"
-        typer.echo(f"{r.id}  {r.name}  account={r.account_id}  {state}  last used {used}")
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id from `keys list`")]) -> None:
-    """Revoke a key; requests with it get 401 from now on."""
-    from imagegate.errors import ImagegateError
-
-    try:
-        _run_services(lambda s: s.accounts.revoke(key_id))
-    except ImagegateError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    typer.echo(f"revoked {key_id}")
 
 
 @db_app.command("upgrade")

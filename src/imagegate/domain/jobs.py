@@ -61,6 +61,8 @@ class Job:
     lease_owner: str | None = None
     progress_step: int = 0
     progress_total: int = 0
+    key_id: str | None = None
+    price_micros: int = 0  # what the submit charged; refunded once if the job fails
 
     @property
     def is_terminal(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imagegate.domain.diffusers_options import DiffusersOptions
+from imagegate.domain.pricing import AmountError, job_price, parse_usd
 from imagegate.errors import NotFoundError
 
 TASKS = ("text-to-image", "image-to-image", "edit")
@@ -53,6 +54,10 @@ class _Entry(BaseModel):
     max_batch: int = Field(default=1, ge=1, le=64)
     # Load the model when the worker starts instead of on its first job.
     warm: bool = False
+    # Dollars per image at 1k and at 2k (2k defaults to the 1k price); checked as exact
+    # decimals by ``pricing.parse_usd``, so any float, int or text is accepted here.
+    price: float | int | str = 0
+    price_2k: float | int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,17 @@ class RouteSpec:
     delay_ms: int = 0
     max_batch: int = 1
     warm: bool = False
+    price_micros: int = 0
+    price_2k_micros: int = 0
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def backend_path(self) -> str:
         return BUILTIN_BACKENDS.get(self.backend, self.backend)
+
+    def price_of(self, resolution: str, n: int) -> int:
+        """The job's price in micro-dollars."""
+        return job_price(self.price_micros, self.price_2k_micros, resolution, n)
 
     def takes_references(self, task: str) -> bool:
         # A diffusers text-to-image pipeline has no input for reference images; the
@@ -131,6 +142,14 @@ def parse_registry(text: str, path: Path | str) -> Registry:
                 f"unknown backend {entry.backend!r}; use {', '.join(BUILTIN_BACKENDS)} "
                 "or a 'package.module:Class' path",
             )
+        try:
+            price = parse_usd(entry.price)
+        except AmountError as exc:
+            raise RegistryError(path, route, f"price: {exc}") from exc
+        try:
+            price_2k = price if entry.price_2k is None else parse_usd(entry.price_2k)
+        except AmountError as exc:
+            raise RegistryError(path, route, f"price_2k: {exc}") from exc
         options = dict(entry.model_extra or {})
         if entry.backend == "diffusers":
             try:
@@ -144,6 +163,8 @@ def parse_registry(text: str, path: Path | str) -> Registry:
             delay_ms=entry.delay_ms,
             max_batch=entry.max_batch,
             warm=entry.warm,
+            price_micros=price,
+            price_2k_micros=price_2k,
             options=options,
         )
     return Registry(routes=routes, source=str(path))

@@ -1,10 +1,13 @@
-"""API keys: create (shown once), authenticate, list, revoke."""
+"""Accounts and API keys: create (a key is shown once), authenticate, list, revoke, top up,
+and the balance with its ledger."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 
 from imagegate.domain.ids import (
     hash_secret,
@@ -13,10 +16,11 @@ from imagegate.domain.ids import (
     parse_api_key,
     secret_matches,
 )
-from imagegate.errors import AuthenticationError, NotFoundError
+from imagegate.errors import AuthenticationError, BadRequestError, NotFoundError
 from imagegate.services.clock import Clock
 from imagegate.store import accounts as repo
-from imagegate.store.accounts import KeyRecord
+from imagegate.store import ledger
+from imagegate.store.accounts import NO_LIMITS, AccountRecord, KeyRecord, Limits
 from imagegate.store.engine import Database
 
 # last_used_at is advisory; writing it on every request would serialise reads on SQLite.
@@ -27,6 +31,20 @@ _TOUCH_EVERY = timedelta(minutes=1)
 class Principal:
     account_id: str
     key_id: str
+    models: tuple[str, ...] | None = None  # route globs the key may use; None: all
+    limits: Limits = NO_LIMITS
+
+    def may_use(self, route: str) -> bool:
+        return self.models is None or any(fnmatchcase(route, glob) for glob in self.models)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """An account, its recent ledger, and the ledger's sum (equal to the balance)."""
+
+    account: AccountRecord
+    entries: list[ledger.Entry]
+    ledger_total: int
 
 
 @dataclass(frozen=True)
@@ -61,7 +79,59 @@ class AccountService:
             self._cache[key_id] = (now, record)
         return record
 
-    async def create_key(self, name: str, account_id: str | None = None) -> NewKey:
+    async def create_account(
+        self, name: str, *, balance_micros: int | None = None, limits: Limits = NO_LIMITS
+    ) -> AccountRecord:
+        """A new account; with a balance it is metered, and the opening balance is its
+        first ledger row (a top-up), so the balance equals the ledger from the start."""
+        account_id = new_object_id()
+        now = self.clock()
+        async with self.db.write() as conn:
+            opening = None if balance_micros is None else 0
+            await repo.insert_account(
+                conn, account_id, name, now, balance_micros=opening, limits=limits
+            )
+            if balance_micros:
+                await ledger.credit(conn, account_id, balance_micros, ledger.Kind.TOPUP, now)
+            record = await repo.get_account(conn, account_id)
+        assert record is not None
+        return record
+
+    async def topup(self, account_id: str, amount_micros: int) -> int:
+        """Add to a metered account's balance; the new balance."""
+        async with self.db.write() as conn:
+            if not await ledger.credit(
+                conn, account_id, amount_micros, ledger.Kind.TOPUP, self.clock()
+            ):
+                if not await repo.account_exists(conn, account_id):
+                    raise NotFoundError(f"account {account_id!r} not found")
+                raise BadRequestError(
+                    f"account {account_id!r} is unmetered: it has no balance to top up"
+                )
+            balance = await ledger.balance(conn, account_id)
+        assert balance is not None
+        return balance
+
+    async def statement(self, account_id: str, entries: int = 20) -> Statement:
+        # One transaction, so the balance and the ledger's sum are read at the same moment.
+        async with self.db.write() as conn:
+            account = await repo.get_account(conn, account_id)
+            if account is None:
+                raise NotFoundError(f"account {account_id!r} not found")
+            recent = await ledger.recent(conn, account_id, entries)
+            total = await ledger.total(conn, account_id)
+        return Statement(account=account, entries=recent, ledger_total=total)
+
+    async def create_key(
+        self,
+        name: str,
+        account_id: str | None = None,
+        *,
+        models: Sequence[str] | None = None,
+        expires_at: datetime | None = None,
+        limits: Limits = NO_LIMITS,
+    ) -> NewKey:
+        """A key for ``account_id``, or for a new unmetered account of its own."""
         parts = new_api_key()
         now = self.clock()
         async with self.db.write() as conn:
@@ -77,6 +147,9 @@ class AccountService:
                 name=name,
                 secret_hash=hash_secret(parts.secret),
                 now=now,
+                models=models,
+                expires_at=expires_at,
+                limits=limits,
             )
             record = await repo.get_key(conn, parts.key_id)
         assert record is not None
@@ -95,6 +168,8 @@ class AccountService:
         if not secret_matches(parts.secret, record.secret_hash):
             raise AuthenticationError()
         now = self.clock()
+        if record.expires_at is not None and record.expires_at <= now:
+            raise AuthenticationError("the API key has expired")
         if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
             async with self.db.write() as conn:
                 await repo.touch_key(conn, record.id, now)
@@ -103,11 +178,16 @@ class AccountService:
                     self._cache[record.id][0],
                     replace(record, last_used_at=now),
                 )
-        return Principal(account_id=record.account_id, key_id=record.id)
+        return Principal(
+            account_id=record.account_id,
+            key_id=record.id,
+            models=record.models,
+            limits=record.limits,
+        )
 
-    async def list_keys(self) -> list[KeyRecord]:
+    async def list_keys(self, account_id: str | None = None) -> list[KeyRecord]:
         async with self.db.read() as conn:
-            return await repo.list_keys(conn)
+            return await repo.list_keys(conn, account_id)
 
     async def revoke(self, key_id: str) -> None:
         async with self.db.write() as conn:

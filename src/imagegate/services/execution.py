@@ -11,6 +11,7 @@ from imagegate.services.clock import Clock
 from imagegate.services.media import MediaService
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
+from imagegate.store import ledger
 from imagegate.store.engine import Database
 from imagegate.store.notifications import notify
 
@@ -106,10 +107,14 @@ class ExecutionService:
 
     async def fail(self, job: Job, worker_id: str, error: str, *, execution_ms: int) -> bool:
         async with self.db.write() as conn:
+            now = self.clock()
             done = await leases.fail(
-                conn, job.id, worker_id, error=error, execution_ms=execution_ms, now=self.clock()
+                conn, job.id, worker_id, error=error, execution_ms=execution_ms, now=now
             )
             if done:
+                # In the transaction that ends the job: the refund happens exactly when
+                # the job fails, once, whatever crashes before or after.
+                await ledger.refund(conn, job.id, now)
                 await notify(conn, job.id)
         self.signals.job_changed(job.id)
         return done

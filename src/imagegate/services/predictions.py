@@ -15,7 +15,7 @@ from imagegate.domain.jobs import CANCELLED_ERROR, Job, JobStatus
 from imagegate.domain.registry import Registry
 from imagegate.domain.requests import build_params, check_prompt, check_webhook, resolve_seed
 from imagegate.domain.sizes import output_size
-from imagegate.errors import BadRequestError, NotFoundError
+from imagegate.errors import BadRequestError, NotFoundError, PermissionDeniedError
 from imagegate.services.accounts import Principal
 from imagegate.services.clock import Clock, epoch, to_store_time
 from imagegate.services.group_commit import JobInserter
@@ -25,6 +25,7 @@ from imagegate.services.safe_fetch import FetchError, UnsafeURLError, check_url
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
 from imagegate.store import jobs as repo
+from imagegate.store import ledger
 from imagegate.store.engine import Database
 from imagegate.store.notifications import notify
 from imagegate.wire import (
@@ -60,12 +61,17 @@ class PredictionService:
         self.clock = clock
         self._ended: BoundedMemo[str, Job] = BoundedMemo(_ENDED_CACHE_LIMIT)
         self._ended_wire: BoundedMemo[tuple[str, str], Prediction] = BoundedMemo(_ENDED_CACHE_LIMIT)
-        self.inserter = JobInserter(db)
+        self.inserter = JobInserter(db, clock)
 
     async def submit(
         self, principal: Principal, route: str, task: str, request: GenerationRequest
     ) -> Job:
         spec = self.registry.lookup(route, task)
+        if not principal.may_use(spec.route):
+            raise PermissionDeniedError(
+                f"this API key may not use model {spec.route!r}; it may use: "
+                + ", ".join(principal.models or ())
+            )
         check_prompt(request, self.settings.max_prompt_length)
         if request.webhook:
             check_webhook(request.webhook)
@@ -100,8 +106,10 @@ class PredictionService:
                 params=params,
                 reference_keys=[r.key for r in references],
                 now=self.clock(),
+                key_id=principal.key_id,
+                price_micros=spec.price_of(params.resolution, params.n),
             )
-            await self.inserter.insert(job)
+            await self.inserter.insert(job, key_max_concurrent=principal.limits.max_concurrent)
         except BaseException:
             for ref in references:
                 if ref.key.startswith(f"refs/{job_id}/"):
@@ -167,8 +175,10 @@ class PredictionService:
     async def cancel(self, principal: Principal, job_id: str) -> Job:
         await self.get(principal, job_id)
         async with self.db.write() as conn:
-            cancelled = await repo.cancel_job(conn, job_id, CANCELLED_ERROR, self.clock())
+            now = self.clock()
+            cancelled = await repo.cancel_job(conn, job_id, CANCELLED_ERROR, now)
             if cancelled:
+                await ledger.refund(conn, job_id, now)
                 await notify(conn, job_id)
             job = await repo.get_job(conn, job_id)
         assert job is not None

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.store.tables import accounts, api_keys
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an account or a key may do at once and per window; None: no limit."""
+
+    max_concurrent: int | None = None
+    rate_limit: str | None = None  # "60/minute", parsed by domain.rates
+
+
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    id: str
+    name: str
+    created_at: datetime
+    balance_micros: int | None  # None: unmetered
+    limits: Limits
 
 
 @dataclass(frozen=True)
@@ -20,15 +43,73 @@ class KeyRecord:
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    models: tuple[str, ...] | None = None  # route globs; None: every route
+    expires_at: datetime | None = None
+    limits: Limits = NO_LIMITS
 
 
-async def insert_account(conn: AsyncConnection, account_id: str, name: str, now: datetime) -> None:
-    await conn.execute(insert(accounts).values(id=account_id, name=name, created_at=now))
+def _account(row: RowMapping) -> AccountRecord:
+    return AccountRecord(
+        id=row["id"],
+        name=row["name"],
+        created_at=row["created_at"],
+        balance_micros=row["balance_micros"],
+        limits=Limits(row["max_concurrent"], row["rate_limit"]),
+    )
+
+
+def _key(row: RowMapping) -> KeyRecord:
+    return KeyRecord(
+        id=row["id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        secret_hash=row["secret_hash"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+        models=None if row["models"] is None else tuple(row["models"]),
+        expires_at=row["expires_at"],
+        limits=Limits(row["max_concurrent"], row["rate_limit"]),
+    )
+
+
+async def insert_account(
+    conn: AsyncConnection,
+    account_id: str,
+    name: str,
+    now: datetime,
+    *,
+    balance_micros: int | None = None,
+    limits: Limits = NO_LIMITS,
+) -> None:
+    await conn.execute(
+        insert(accounts).values(
+            id=account_id,
+            name=name,
+            created_at=now,
+            balance_micros=balance_micros,
+            max_concurrent=limits.max_concurrent,
+            rate_limit=limits.rate_limit,
+        )
+    )
+
+
+async def get_account(conn: AsyncConnection, account_id: str) -> AccountRecord | None:
+    query = select(accounts).where(accounts.c.id == account_id)
+    row = (await conn.execute(query)).mappings().first()
+    return _account(row) if row else None
 
 
 async def account_exists(conn: AsyncConnection, account_id: str) -> bool:
     row = await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id))
     return row.first() is not None
+
+
+async def lock_account(conn: AsyncConnection, account_id: str) -> None:
+    """Hold the account's row until the transaction ends, so that checks of its unfinished
+    jobs and the insert of a new one are not interleaved with another submit's
+    (PostgreSQL; SQLite's write transactions are serial already)."""
+    await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
 
 
 async def insert_key(
@@ -39,22 +120,34 @@ async def insert_key(
     name: str,
     secret_hash: str,
     now: datetime,
+    models: Sequence[str] | None = None,
+    expires_at: datetime | None = None,
+    limits: Limits = NO_LIMITS,
 ) -> None:
-    await conn.execute(
-        insert(api_keys).values(
-            id=key_id, account_id=account_id, name=name, secret_hash=secret_hash, created_at=now
-        )
-    )
+    values: dict[str, Any] = {
+        "id": key_id,
+        "account_id": account_id,
+        "name": name,
+        "secret_hash": secret_hash,
+        "created_at": now,
+        "models": None if models is None else list(models),
+        "expires_at": expires_at,
+        "max_concurrent": limits.max_concurrent,
+        "rate_limit": limits.rate_limit,
+    }
+    await conn.execute(insert(api_keys).values(values))
 
 
 async def get_key(conn: AsyncConnection, key_id: str) -> KeyRecord | None:
     row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
-    return KeyRecord(**row) if row else None
+    return _key(row) if row else None
 
 
-async def list_keys(conn: AsyncConnection) -> list[KeyRecord]:
-    rows = (await conn.execute(select(api_keys).order_by(api_keys.c.created_at))).mappings()
-    return [KeyRecord(**r) for r in rows]
+async def list_keys(conn: AsyncConnection, account_id: str | None = None) -> list[KeyRecord]:
+    query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+    if account_id is not None:
+        query = query.where(api_keys.c.account_id == account_id)
+    return [_key(r) for r in (await conn.execute(query)).mappings()]
 
 
 async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> bool:

@@ -40,6 +40,8 @@ def row_to_job(row: RowMapping) -> Job:
         lease_owner=row["lease_owner"],
         progress_step=row["progress_step"],
         progress_total=row["progress_total"],
+        key_id=row["key_id"],
+        price_micros=row["price_micros"],
     )
 
 
@@ -52,6 +54,8 @@ def new_job(
     params: JobParams,
     reference_keys: Sequence[str],
     now: datetime,
+    key_id: str | None = None,
+    price_micros: int = 0,
 ) -> Job:
     return Job(
         id=job_id,
@@ -70,6 +74,8 @@ def new_job(
         created_at=now,
         started_at=None,
         finished_at=None,
+        key_id=key_id,
+        price_micros=price_micros,
     )
 
 
@@ -93,10 +99,27 @@ async def insert_jobs(conn: AsyncConnection, new: Sequence[Job]) -> None:
                 "inference_ms": job.inference_ms,
                 "attempts": job.attempts,
                 "created_at": job.created_at,
+                "key_id": job.key_id,
+                "price_micros": job.price_micros,
             }
             for job in new
         ],
     )
+
+
+async def count_unfinished(
+    conn: AsyncConnection, *, account_id: str | None = None, key_id: str | None = None
+) -> int:
+    """Jobs of an account, or of a key, that are waiting or running."""
+    conditions: list[Any] = [
+        predictions.c.status.in_([JobStatus.CREATED.value, JobStatus.PROCESSING.value])
+    ]
+    if account_id is not None:
+        conditions.append(predictions.c.account_id == account_id)
+    if key_id is not None:
+        conditions.append(predictions.c.key_id == key_id)
+    query = select(func.count()).select_from(predictions).where(*conditions)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> Job | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # Explicit constraint names so that migrations are stable across SQLite and PostgreSQL,
@@ -36,6 +38,11 @@ accounts = Table(
     Column("id", String(32), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    # Micro-dollars; NULL is an unmetered account (nothing is charged, nothing logged).
+    Column("balance_micros", BigInteger, nullable=True),
+    # Unfinished jobs at once, and requests per window ("60/minute"); NULL: no limit.
+    Column("max_concurrent", Integer, nullable=True),
+    Column("rate_limit", String(40), nullable=True),
 )
 
 api_keys = Table(
@@ -48,6 +55,11 @@ api_keys = Table(
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime, nullable=True),
     Column("last_used_at", DateTime, nullable=True),
+    # Route globs the key may use ("acme/*"); NULL: every route.
+    Column("models", JSON, nullable=True),
+    Column("expires_at", DateTime, nullable=True),
+    Column("max_concurrent", Integer, nullable=True),
+    Column("rate_limit", String(40), nullable=True),
 )
 
 predictions = Table(
@@ -69,6 +81,9 @@ predictions = Table(
     # The model's step while the job runs, written with the heartbeat.
     Column("progress_step", Integer, nullable=False, default=0, server_default="0"),
     Column("progress_total", Integer, nullable=False, default=0, server_default="0"),
+    Column("key_id", String(32), nullable=True),
+    # What the submit charged (micro-dollars), refunded if the job fails.
+    Column("price_micros", BigInteger, nullable=False, default=0, server_default="0"),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", DateTime, nullable=True),
     Column("created_at", DateTime, nullable=False),
@@ -77,6 +92,25 @@ predictions = Table(
     # The claim scans (status, id); the account's list scans (account_id, id).
     Index("ix_predictions_status_id", "status", "id"),
     Index("ix_predictions_account_id_id", "account_id", "id"),
+    # Concurrency limits count an account's or a key's unfinished jobs.
+    Index("ix_predictions_account_id_status", "account_id", "status"),
+    Index("ix_predictions_key_id_status", "key_id", "status"),
+)
+
+# Every movement of an account's balance. The balance always equals the sum of its rows;
+# a prediction has at most one charge and one refund, which the unique index makes sure of
+# even if a code path tried twice.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), ForeignKey("accounts.id"), nullable=False),
+    Column("prediction_id", String(32), nullable=True),
+    Column("kind", String(16), nullable=False),  # charge | refund | topup
+    Column("amount_micros", BigInteger, nullable=False),  # signed: a charge is negative
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_ledger_account_id_id", "account_id", "id"),
+    UniqueConstraint("prediction_id", "kind"),
 )
 
 uploads = Table(

@@ -87,11 +87,15 @@ def _object_masks(images: torch.Tensor, batch: list[scenes.Scene]) -> torch.Tens
 
 
 def min_snr_weights(noise: Any, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma loss weights per timestep for epsilon prediction (Hang et al., 2023):
-    min(SNR, gamma) / SNR. The nearly clean timesteps, whose noise is hardest to see and
-    least useful to learn, stop dominating the gradient; it trains several times faster."""
+    """Loss weights per timestep. Epsilon prediction: Min-SNR-gamma (Hang et al., 2023),
+    min(SNR, gamma) / SNR, so the nearly clean timesteps, least useful to learn, stop
+    dominating the gradient. V prediction: clamp(SNR, 1, gamma) / (SNR + 1), the same cap
+    with Salimans and Ho's floor of 1 on the clean-image loss, because plain Min-SNR would
+    weight the noisiest timesteps, where a sample's overall colour is chosen, near zero."""
     alphas = noise.alphas_cumprod.double()
     snr = alphas / (1 - alphas)
+    if noise.config["prediction_type"] == "v_prediction":
+        return (snr.clamp(min=1, max=gamma) / (snr + 1)).float()
     return (snr.clamp(max=gamma) / snr).float()
 
 
@@ -245,7 +249,12 @@ class Trainer:
             )
             noisy = self.noise.add_noise(clean, noise, timesteps)  # type: ignore[arg-type]
             predicted = self.unet(noisy, timesteps, self.text(captions)[0]).sample
-            per_example = (predicted - noise).pow(2).mean(dim=(1, 2, 3))
+            target = (
+                self.noise.get_velocity(clean, noise, timesteps)  # type: ignore[arg-type]
+                if self.noise.config["prediction_type"] == "v_prediction"
+                else noise
+            )
+            per_example = (predicted - target).pow(2).mean(dim=(1, 2, 3))
             loss = (per_example * weights[timesteps]).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
