@@ -51,9 +51,16 @@ class RateLimitedError(ImagegateError):
     http_status = code = 429
     default_message = "rate limit exceeded"
 
-    def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after_s: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.headers = {**(headers or {}), "Retry-After": str(retry_after_s)}
 
 
 class ContentBlockedError(ImagegateError):

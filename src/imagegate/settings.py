@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from limits import parse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
         default=None, description="signs file URLs; default: generated once under data_dir"
     )
 
+    admin_key: str | None = Field(
+        default=None,
+        description="the admin API's key (/admin/v1); unset: the admin API is off",
+        min_length=16,
+    )
     auth_cache_s: float = Field(
         default=5.0, ge=0, description="how long a key lookup is reused; bounds revoke delay"
     )
@@ -78,6 +84,27 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(default=10.0, ge=0, description="wait for running jobs on stop")
     poll_interval_s: float = Field(default=0.5, gt=0)
+    redis_url: str | None = Field(
+        default=None,
+        description="share rate limits between server processes through this Redis "
+        "(redis://host:6379/0); unset: each process counts in its own memory",
+    )
+    submit_rate_limit: str | None = Field(
+        default=None,
+        description="submits per window for a key that sets no limit of its own, "
+        "e.g. 60/minute (unset: none)",
+    )
+    read_rate_limit: str | None = Field(
+        default="1200/minute",
+        description="result reads, lists and cancels per window per key (unset: none)",
+    )
+
+    @field_validator("submit_rate_limit", "read_rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value:
+            parse(value)  # limits' own ValueError, which pydantic reports
+        return value or None
 
     @field_validator("public_base_url")
     @classmethod

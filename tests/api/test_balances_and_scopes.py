@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from imagegate.domain.pricing import parse_usd
+from imagegate.domain.rates import Limits
 from imagegate.services.clock import utc_now
 from imagegate.settings import Settings
 from imagegate.store import ledger
-from imagegate.store.accounts import Limits
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio

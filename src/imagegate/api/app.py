@@ -11,8 +11,8 @@ from fastapi.openapi.utils import get_openapi
 
 from imagegate import __version__
 from imagegate.api import envelope
-from imagegate.api.limits import BodySizeLimit
-from imagegate.api.routes import media, ops, predictions
+from imagegate.api.limits import BodySizeLimit, RateLimitHeaders
+from imagegate.api.routes import admin, media, ops, predictions
 from imagegate.services.clock import Clock, utc_now
 from imagegate.services.container import Services, open_services
 from imagegate.settings import Settings
@@ -66,8 +66,10 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(media.router)
     app.include_router(predictions.router)
+    app.include_router(admin.router)
     # Last: its /{owner}/{model}/{task} pattern would shadow the fixed paths above.
     app.include_router(predictions.submit_router)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(
         BodySizeLimit,
         max_request_bytes=settings.max_request_bytes,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import re
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
+from imagegate.errors import AuthenticationError
 from imagegate.services.accounts import Principal
 from imagegate.services.container import Services
+from imagegate.services.ratelimit import Action
 
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 _api_key = APIKeyHeader(
@@ -35,6 +39,56 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+_admin_key = APIKeyHeader(
+    name="Authorization",
+    scheme_name="AdminKey",
+    auto_error=False,
+    description="the admin key (IMAGEGATE_ADMIN_KEY), raw or as 'Bearer <key>'",
+)
+
+
+async def require_admin(
+    services: ServicesDep, authorization: Annotated[str | None, Depends(_admin_key)]
+) -> None:
+    expected = services.settings.admin_key
+    if not expected:
+        raise AuthenticationError("the admin API is off: set IMAGEGATE_ADMIN_KEY to use it")
+    token = (authorization or "").strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    # Constant time, so the key cannot be guessed a character at a time.
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise AuthenticationError("the admin key is missing or invalid")
+
+
+AdminDep = Depends(require_admin)
+
+
+async def _counted(
+    request: Request, services: Services, principal: Principal, action: Action
+) -> Principal:
+    quota = await services.ratelimit.hit(principal, action)
+    if quota is not None:
+        # Read by the RateLimitHeaders middleware when the response starts.
+        request.state.rate_limit_headers = quota.headers(time.time())
+    return principal
+
+
+async def get_submitter(
+    request: Request, services: ServicesDep, principal: PrincipalDep
+) -> Principal:
+    return await _counted(request, services, principal, "submit")
+
+
+async def get_reader(request: Request, services: ServicesDep, principal: PrincipalDep) -> Principal:
+    return await _counted(request, services, principal, "read")
+
+
+# The caller of a submit, or of a read, counted against its rate limits (429 past them).
+SubmitterDep = Annotated[Principal, Depends(get_submitter)]
+ReaderDep = Annotated[Principal, Depends(get_reader)]
 
 
 async def get_base_url(request: Request, services: ServicesDep) -> str:

@@ -75,7 +75,7 @@ async def _imagegate_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ImagegateError)
     headers = None
     if isinstance(exc, RateLimitedError):
-        headers = {"Retry-After": str(exc.retry_after_s)}
+        headers = exc.headers
     return error_response(exc.http_status, exc.code, exc.message, headers=headers)
 
 

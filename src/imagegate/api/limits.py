@@ -1,8 +1,10 @@
-"""Request-size limit as raw ASGI middleware: the body is counted while it streams in, and
-an oversize request is answered 413 before the application parses any of it."""
+"""Raw ASGI middleware for limits: the request-size limit (the body is counted while it
+streams in, and an oversize request is answered 413 before the application parses any of
+it), and the X-RateLimit-* headers of a request that a rate limit counted."""
 
 from __future__ import annotations
 
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagegate.api.envelope import json_error_body
@@ -78,3 +80,26 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+class RateLimitHeaders:
+    """Adds the quota a dependency left in the request's state to the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_quota(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                quota = scope.get("state", {}).get("rate_limit_headers")
+                if quota:
+                    headers = MutableHeaders(scope=message)
+                    for name, value in quota.items():
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_quota)

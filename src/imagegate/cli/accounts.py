@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from imagegate.domain.rates import Limits
     from imagegate.services.container import Services
-    from imagegate.store.accounts import Limits
 
 T = TypeVar("T")
 
@@ -50,8 +50,7 @@ def run_services(action: Callable[[Services], Awaitable[T]]) -> T:
 
 
 def _limits(max_concurrent: int | None, rate_limit: str | None) -> Limits:
-    from imagegate.domain.rates import RateError, parse_rate
-    from imagegate.store.accounts import Limits
+    from imagegate.domain.rates import Limits, RateError, parse_rate
 
     if rate_limit is not None:
         try:

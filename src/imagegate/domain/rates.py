@@ -1,8 +1,10 @@
-"""Rate-limit strings ("60/minute", "10 per second") and key lifetimes ("30d")."""
+"""The limits of an account or a key, rate-limit strings ("60/minute", "10 per second")
+and key lifetimes ("30d")."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
 from limits import RateLimitItem, parse
@@ -13,6 +15,17 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 class RateError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an account or a key may do at once and per window; None: no limit."""
+
+    max_concurrent: int | None = None
+    rate_limit: str | None = None  # "60/minute", read by parse_rate
+
+
+NO_LIMITS = Limits()
 
 
 def parse_rate(text: str) -> RateLimitItem:

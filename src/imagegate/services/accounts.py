@@ -16,11 +16,15 @@ from imagegate.domain.ids import (
     parse_api_key,
     secret_matches,
 )
+from imagegate.domain.rates import NO_LIMITS, Limits
 from imagegate.errors import AuthenticationError, BadRequestError, NotFoundError
 from imagegate.services.clock import Clock
 from imagegate.store import accounts as repo
 from imagegate.store import ledger
-from imagegate.store.accounts import NO_LIMITS, AccountRecord, KeyRecord, Limits
+
+# Re-exported: the api layer names these records and never imports the store.
+from imagegate.store.accounts import AccountRecord as AccountRecord
+from imagegate.store.accounts import KeyRecord as KeyRecord
 from imagegate.store.engine import Database
 
 # last_used_at is advisory; writing it on every request would serialise reads on SQLite.
@@ -33,6 +37,7 @@ class Principal:
     key_id: str
     models: tuple[str, ...] | None = None  # route globs the key may use; None: all
     limits: Limits = NO_LIMITS
+    account_limits: Limits = NO_LIMITS
 
     def may_use(self, route: str) -> bool:
         return self.models is None or any(fnmatchcase(route, glob) for glob in self.models)
@@ -64,20 +69,24 @@ class AccountService:
         # database off the hot path. A revoke through this process applies at once; one
         # made through another process applies within ``cache_s``.
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, KeyRecord]] = {}
+        self._cache: dict[str, tuple[float, KeyRecord, Limits]] = {}
 
-    async def _key(self, key_id: str) -> KeyRecord | None:
+    async def _key(self, key_id: str) -> tuple[KeyRecord, Limits] | None:
+        """The key and its account's limits."""
         now = time.monotonic()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self.cache_s:
-            return cached[1]
+            return cached[1], cached[2]
         async with self.db.read() as conn:
             record = await repo.get_key(conn, key_id)
-        if record is not None and self.cache_s > 0:
+            account = None if record is None else await repo.get_account(conn, record.account_id)
+        if record is None or account is None:
+            return None
+        if self.cache_s > 0:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[key_id] = (now, record)
-        return record
+            self._cache[key_id] = (now, record, account.limits)
+        return record, account.limits
 
     async def create_account(
         self, name: str, *, balance_micros: int | None = None, limits: Limits = NO_LIMITS
@@ -162,9 +171,10 @@ class AccountService:
         parts = parse_api_key(token) if token else None
         if parts is None:
             raise AuthenticationError()
-        record = await self._key(parts.key_id)
-        if record is None or record.revoked_at is not None:
+        found = await self._key(parts.key_id)
+        if found is None or found[0].revoked_at is not None:
             raise AuthenticationError()
+        record, account_limits = found
         if not secret_matches(parts.secret, record.secret_hash):
             raise AuthenticationError()
         now = self.clock()
@@ -173,27 +183,27 @@ class AccountService:
         if record.last_used_at is None or now - record.last_used_at > _TOUCH_EVERY:
             async with self.db.write() as conn:
                 await repo.touch_key(conn, record.id, now)
-            if record.id in self._cache:
-                self._cache[record.id] = (
-                    self._cache[record.id][0],
-                    replace(record, last_used_at=now),
-                )
+            if (cached := self._cache.get(record.id)) is not None:
+                self._cache[record.id] = (cached[0], replace(record, last_used_at=now), cached[2])
         return Principal(
             account_id=record.account_id,
             key_id=record.id,
             models=record.models,
             limits=record.limits,
+            account_limits=account_limits,
         )
 
     async def list_keys(self, account_id: str | None = None) -> list[KeyRecord]:
         async with self.db.read() as conn:
             return await repo.list_keys(conn, account_id)
 
-    async def revoke(self, key_id: str) -> None:
+    async def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key (revoking it again changes nothing); the key as it now stands."""
         async with self.db.write() as conn:
-            if not await repo.revoke_key(conn, key_id, self.clock()):
-                existing = await repo.get_key(conn, key_id)
-                if existing is None:
-                    raise NotFoundError(f"key {key_id!r} not found")
+            await repo.revoke_key(conn, key_id, self.clock())
+            record = await repo.get_key(conn, key_id)
+        if record is None:
+            raise NotFoundError(f"key {key_id!r} not found")
         # After the commit, so a lookup racing the revoke cannot re-cache the old record.
         self._cache.pop(key_id, None)
+        return record

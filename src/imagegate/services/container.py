@@ -19,6 +19,7 @@ from imagegate.services.clock import Clock, utc_now
 from imagegate.services.execution import ExecutionService
 from imagegate.services.media import MediaService
 from imagegate.services.predictions import PredictionService
+from imagegate.services.ratelimit import RateLimitService
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
 from imagegate.store.engine import Database
@@ -38,6 +39,7 @@ class Services:
     media: MediaService
     predictions: PredictionService
     execution: ExecutionService
+    ratelimit: RateLimitService
 
 
 def signing_secret(settings: Settings) -> bytes:
@@ -75,6 +77,7 @@ async def open_services(
             media=media,
             predictions=PredictionService(settings, db, registry, media, signals, clock),
             execution=ExecutionService(settings, db, media, signals, clock),
+            ratelimit=RateLimitService(settings),
         )
         # A plain task rather than a task group around the yield: a task group would wrap
         # every exception raised by the caller's body in an ExceptionGroup.
@@ -86,6 +89,7 @@ async def open_services(
         try:
             yield services
         finally:
+            await services.ratelimit.close()
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -11,18 +11,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from imagegate.domain.rates import NO_LIMITS, Limits
 from imagegate.store.tables import accounts, api_keys
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What an account or a key may do at once and per window; None: no limit."""
-
-    max_concurrent: int | None = None
-    rate_limit: str | None = None  # "60/minute", parsed by domain.rates
-
-
-NO_LIMITS = Limits()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, UploadFile
 from starlette.convertors import Convertor, register_url_convertor
 
-from imagegate.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from imagegate.api.deps import BaseUrlDep, ReaderDep, ServicesDep
 from imagegate.api.envelope import ok
 from imagegate.api.routes.responses import errors
 from imagegate.services.clock import epoch
@@ -38,11 +38,11 @@ Signature = Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[0-9a-
 @router.post(
     "/upload/binary",
     response_model=Envelope[UploadResult],
-    responses=errors(400, 401, 413),
+    responses=errors(400, 401, 413, 429),
     summary="Upload an image (multipart field 'file'); the answer's download_url works in images",
 )
 async def upload_binary(
-    services: ServicesDep, principal: PrincipalDep, base_url: BaseUrlDep, file: UploadFile
+    services: ServicesDep, principal: ReaderDep, base_url: BaseUrlDep, file: UploadFile
 ) -> Response:
     data = await file.read()
     record = await services.media.upload(principal.account_id, file.filename or "upload", data)
@@ -59,12 +59,12 @@ async def upload_binary(
 @router.post(
     "/uploads",
     response_model=Envelope[UploadTicket],
-    responses=errors(400, 401, 413),
+    responses=errors(400, 401, 413, 429),
     summary="Ask for a signed URL to PUT a file to",
 )
 async def create_upload(
     services: ServicesDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     base_url: BaseUrlDep,
     body: UploadTicketRequest,
 ) -> Response:

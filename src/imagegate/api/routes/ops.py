@@ -8,6 +8,7 @@ from sqlalchemy import text
 from imagegate.api.deps import ServicesDep
 from imagegate.api.envelope import ok
 from imagegate.api.routes.responses import errors
+from imagegate.domain.pricing import format_usd
 from imagegate.errors import NotReadyError
 from imagegate.wire import Envelope, Health, ModelInfo, ModelList
 
@@ -59,6 +60,8 @@ async def list_models(services: ServicesDep) -> Response:
                         "n": {"min": 1, "max": 9},
                         "output_format": ["png", "jpeg", "webp"],
                     },
+                    price=format_usd(spec.price_micros).replace("$", ""),
+                    price_2k=format_usd(spec.price_2k_micros).replace("$", ""),
                 )
                 for spec in services.registry.routes.values()
             ]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from imagegate.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from imagegate.api.deps import BaseUrlDep, ReaderDep, ServicesDep, SubmitterDep
 from imagegate.api.envelope import ok
 from imagegate.api.routes.responses import errors
 from imagegate.wire import Envelope, GenerationRequest, ListQuery, Prediction, PredictionPage
@@ -26,7 +26,7 @@ Wait = Annotated[
 
 
 async def _page(
-    services: ServicesDep, principal: PrincipalDep, base_url: str, query: ListQuery
+    services: ServicesDep, principal: ReaderDep, base_url: str, query: ListQuery
 ) -> Response:
     jobs, total = await services.predictions.list_jobs(principal, query)
     items = [await services.predictions.to_wire(job, base_url) for job in jobs]
@@ -36,12 +36,12 @@ async def _page(
 @router.get(
     "/predictions",
     response_model=Envelope[PredictionPage],
-    responses=errors(400, 401),
+    responses=errors(400, 401, 429),
     summary="The account's predictions, newest first",
 )
 async def list_predictions(
     services: ServicesDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     base_url: BaseUrlDep,
     query: Annotated[ListQuery, Query()],
 ) -> Response:
@@ -51,12 +51,12 @@ async def list_predictions(
 @router.post(
     "/predictions",
     response_model=Envelope[PredictionPage],
-    responses=errors(400, 401, 413),
+    responses=errors(400, 401, 413, 429),
     summary="The account's predictions, newest first (WaveSpeed's POST form)",
 )
 async def list_predictions_post(
     services: ServicesDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     base_url: BaseUrlDep,
     query: Annotated[ListQuery | None, Body()] = None,
 ) -> Response:
@@ -66,18 +66,18 @@ async def list_predictions_post(
 @router.get(
     "/predictions/{prediction_id}/result",
     response_model=Envelope[Prediction],
-    responses=errors(400, 401, 404),
+    responses=errors(400, 401, 404, 429),
     summary="A prediction, with its outputs once completed",
 )
 @router.get(
     "/predictions/{prediction_id}",
     response_model=Envelope[Prediction],
-    responses=errors(400, 401, 404),
+    responses=errors(400, 401, 404, 429),
     summary="A prediction (same as /result)",
 )
 async def get_prediction(
     services: ServicesDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     base_url: BaseUrlDep,
     prediction_id: PredictionId,
     wait: Wait = None,
@@ -92,12 +92,12 @@ async def get_prediction(
 @router.post(
     "/predictions/{prediction_id}/cancel",
     response_model=Envelope[Prediction],
-    responses=errors(400, 401, 404),
+    responses=errors(400, 401, 404, 429),
     summary="Cancel a job that has not ended",
 )
 async def cancel_prediction(
     services: ServicesDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     base_url: BaseUrlDep,
     prediction_id: PredictionId,
 ) -> Response:
@@ -113,12 +113,12 @@ Segment = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-
 @submit_router.post(
     "/{owner}/{model}/{task}",
     response_model=Envelope[Prediction],
-    responses=errors(400, 401, 404, 413),
+    responses=errors(400, 401, 403, 404, 413, 429),
     summary="Submit a job to a model route",
 )
 async def submit(
     services: ServicesDep,
-    principal: PrincipalDep,
+    principal: SubmitterDep,
     base_url: BaseUrlDep,
     owner: Segment,
     model: Segment,
