@@ -45,6 +45,8 @@ CHECKS = ",".join(
     ]
 )
 SUBMIT = "/api/v3/kwaivgi/kling-image-o1/text-to-image"
+# The admin API is fuzzed with its own key: every other operation gets the ordinary key.
+ADMIN_KEY = "fuzz-admin-key-0123456789"
 
 
 def st_command() -> list[str]:
@@ -130,7 +132,7 @@ def seed_data(server: ServerProcess) -> dict[str, list[str | int]]:
     }
 
 
-def write_config(path: Path, data: dict[str, list[str | int]]) -> None:
+def write_config(path: Path, data: dict[str, list[str | int]], key: str) -> None:
     bindings = {
         "path.prediction_id": "prediction_ids",
         "path.key": "file_keys",
@@ -143,12 +145,24 @@ def write_config(path: Path, data: dict[str, list[str | int]]) -> None:
         "body.images[*]": "images",
         "body.webhook": "images",
     }
-    lines = ["[generation]", 'database = "none"', ""]
+    lines = [
+        f"headers = {{ Authorization = {json.dumps(key)} }}",
+        "",
+        "[generation]",
+        'database = "none"',
+        "",
+    ]
     for name, values in data.items():
         lines += [f"[dictionaries.{name}]", f"values = {toml_list(values)}", ""]
     lines.append("[parameters]")
     for key, dictionary in bindings.items():
         lines.append(f'"{key}" = {{ dictionary = "{dictionary}", probability = 0.8 }}')
+    lines += [
+        "",
+        "[[operations]]",
+        'include-path-regex = "^/admin/"',
+        f"headers = {{ Authorization = {json.dumps(ADMIN_KEY)} }}",
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -159,10 +173,12 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(
     make_server: ServerFactory, database_url: str, tmp_path: Path
 ) -> None:
     # A short sync wait: fuzzed bodies ask for enable_sync_mode with n=9 at 2k.
-    server = make_server(env={"IMAGEGATE_SYNC_MODE_TIMEOUT": "2"})
+    server = make_server(
+        env={"IMAGEGATE_SYNC_MODE_TIMEOUT": "2", "IMAGEGATE_ADMIN_KEY": ADMIN_KEY}
+    )
     assert "IMAGEGATE_ALLOW_PRIVATE_URLS" not in server.environ()
     config = tmp_path / "schemathesis.toml"
-    write_config(config, seed_data(server))
+    write_config(config, seed_data(server), server.key)
 
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["NO_PROXY"] = "*"
@@ -176,8 +192,6 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(
         "--no-color",
         "run",
         f"{server.url}/openapi.json",
-        "--header",
-        f"Authorization: {server.key}",
         "--checks",
         CHECKS,
         "--max-examples",
@@ -219,4 +233,9 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(
 
     assert "Operations:" in output, output  # it loaded the schema and ran
     assert done.returncode == 0, output
+    # The admin operations were fuzzed past their key check: the fuzzer made keys.
+    keys = httpx.get(
+        f"{server.url}/admin/v1/keys", headers={"Authorization": ADMIN_KEY}, timeout=10
+    ).json()["data"]
+    assert len(keys) > 1, keys
     assert server.log_problems() == [], "\n".join(server.log_problems())
