@@ -173,9 +173,7 @@ def test_fuzzed_requests_get_documented_answers_and_no_5xx(
     make_server: ServerFactory, database_url: str, tmp_path: Path
 ) -> None:
     # A short sync wait: fuzzed bodies ask for enable_sync_mode with n=9 at 2k.
-    server = make_server(
-        env={"IMAGEGATE_SYNC_MODE_TIMEOUT": "2", "IMAGEGATE_ADMIN_KEY": ADMIN_KEY}
-    )
+    server = make_server(env={"IMAGEGATE_SYNC_MODE_TIMEOUT": "2", "IMAGEGATE_ADMIN_KEY": ADMIN_KEY})
     assert "IMAGEGATE_ALLOW_PRIVATE_URLS" not in server.environ()
     config = tmp_path / "schemathesis.toml"
     write_config(config, seed_data(server), server.key)
