@@ -168,6 +168,8 @@ def settings(tmp_path: Path, database_url: str, settings_override: str) -> Setti
         allow_private_urls=True,
         poll_interval_s=0.05,
         secret_key="test-secret",
+        # NudeNet costs 0.4 s to load and 0.1 s an image; tests of it build it themselves.
+        image_checker="none",
     )
 
 

@@ -22,6 +22,14 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; default SQLite under data_dir"
     )
     models: Path | None = Field(default=None, description="model registry TOML; default ships")
+    image_checker: str = Field(
+        default="auto",
+        description="output image check: auto (NudeNet when installed), nudenet, none, "
+        "or a 'package.module:Class' with check(images) -> list[bool]",
+    )
+    prompt_policy: Path | None = Field(
+        default=None, description="prompt policy TOML (words, patterns); default ships"
+    )
     public_base_url: str | None = Field(
         default=None, description="base URL clients use, e.g. https://img.example.com"
     )

@@ -63,3 +63,37 @@ class DyingBackend(_Quiet):
 class UnloadableBackend(_Quiet):
     def __init__(self, spec: RouteSpec) -> None:
         raise FileNotFoundError(f"{spec.route}: model_index.json is missing")
+
+
+MAGENTA = (255, 0, 255)
+
+
+class ColourBackend(_Quiet):
+    """Paints image *i* of a job magenta where the prompt says "magenta i" (or just
+    "magenta" for every image), grey elsewhere: unsafe outputs on demand, for the checker
+    below. No real unsafe image can be made or downloaded here."""
+
+    def generate(
+        self, requests: Sequence[GenerationInput], progress: ProgressCallback
+    ) -> list[list[Image.Image]]:
+        progress(1, 1)
+        return [
+            [
+                Image.new(
+                    "RGB",
+                    (r.width, r.height),
+                    MAGENTA
+                    if f"magenta {i}" in r.prompt or r.prompt.endswith("magenta")
+                    else (128, 128, 128),
+                )
+                for i in range(r.n)
+            ]
+            for r in requests
+        ]
+
+
+class MagentaChecker:
+    """An output image check that calls magenta images unsafe."""
+
+    def check(self, images: Sequence[Image.Image]) -> list[bool]:
+        return [image.convert("RGB").getpixel((0, 0)) == MAGENTA for image in images]

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,6 +58,9 @@ class _Entry(BaseModel):
     # decimals by ``pricing.parse_usd``, so any float, int or text is accepted here.
     price: float | int | str = 0
     price_2k: float | int | str | None = None
+    # What a prompt the policy forbids, or an output the image check finds unsafe, does:
+    # "block" fails it (400/503, never stored, refunded); "flag" lets it through, marked.
+    safety: Literal["block", "flag"] = "block"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class RouteSpec:
     warm: bool = False
     price_micros: int = 0
     price_2k_micros: int = 0
+    safety: str = "block"
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,6 +169,7 @@ def parse_registry(text: str, path: Path | str) -> Registry:
             warm=entry.warm,
             price_micros=price,
             price_2k_micros=price_2k,
+            safety=entry.safety,
             options=options,
         )
     return Registry(routes=routes, source=str(path))

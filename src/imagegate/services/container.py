@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagegate.blobs.local import LocalBlobStore
+from imagegate.domain.prompt_policy import load_policy
 from imagegate.domain.registry import Registry, load_registry
 from imagegate.services.accounts import AccountService
 from imagegate.services.clock import Clock, utc_now
@@ -61,6 +62,7 @@ async def open_services(
     settings: Settings, *, clock: Clock = utc_now, migrate: bool = True
 ) -> AsyncIterator[Services]:
     registry = load_registry(settings.models)
+    policy = load_policy(settings.prompt_policy)
     db = Database(settings.resolved_database_url)
     try:
         if migrate:
@@ -75,7 +77,7 @@ async def open_services(
             signals=signals,
             accounts=AccountService(db, clock, cache_s=settings.auth_cache_s),
             media=media,
-            predictions=PredictionService(settings, db, registry, media, signals, clock),
+            predictions=PredictionService(settings, db, registry, media, signals, clock, policy),
             execution=ExecutionService(settings, db, media, signals, clock),
             ratelimit=RateLimitService(settings),
         )

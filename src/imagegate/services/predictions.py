@@ -12,10 +12,16 @@ import anyio
 from imagegate.domain.ids import new_prediction_id
 from imagegate.domain.images import CONTENT_TYPE_BY_EXTENSION
 from imagegate.domain.jobs import CANCELLED_ERROR, Job, JobStatus
+from imagegate.domain.prompt_policy import PromptPolicy
 from imagegate.domain.registry import Registry
 from imagegate.domain.requests import build_params, check_prompt, check_webhook, resolve_seed
 from imagegate.domain.sizes import output_size
-from imagegate.errors import BadRequestError, NotFoundError, PermissionDeniedError
+from imagegate.errors import (
+    BadRequestError,
+    ContentBlockedError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from imagegate.services.accounts import Principal
 from imagegate.services.clock import Clock, epoch, to_store_time
 from imagegate.services.group_commit import JobInserter
@@ -52,8 +58,10 @@ class PredictionService:
         media: MediaService,
         signals: JobSignals,
         clock: Clock,
+        policy: PromptPolicy,
     ) -> None:
         self.settings = settings
+        self.policy = policy
         self.db = db
         self.registry = registry
         self.media = media
@@ -73,6 +81,15 @@ class PredictionService:
                 + ", ".join(principal.models or ())
             )
         check_prompt(request, self.settings.max_prompt_length)
+        if (term := self.policy.violation(request.prompt)) is not None:
+            # The matched term goes to the log for the operator, never back to the client.
+            log.warning(
+                "prompt matched the policy (%s)",
+                spec.safety,
+                extra={"route": spec.route, "term": term, "account_id": principal.account_id},
+            )
+            if spec.safety == "block":
+                raise ContentBlockedError()
         if request.webhook:
             check_webhook(request.webhook)
             try:

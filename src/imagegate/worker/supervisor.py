@@ -19,14 +19,20 @@ from PIL import Image
 
 from imagegate.backends.base import GenerationInput, ProgressCallback
 from imagegate.domain.jobs import Job
+from imagegate.errors import ContentBlockedError
 from imagegate.services.container import Services
 from imagegate.worker.batcher import Batcher, Models
 from imagegate.worker.encode import EXTENSIONS, decode, encode
 from imagegate.worker.in_thread import InThreadModels
 from imagegate.worker.model_process import ModelProcess
+from imagegate.worker.output_check import OutputCheck
 from imagegate.worker.protocol import JobCancelled
 
 log = logging.getLogger("imagegate.worker")
+
+
+class OutputBlocked(Exception):
+    """The output image check found an unsafe image on a route that blocks them."""
 
 
 def _job_log(job: Job) -> logging.LoggerAdapter[logging.Logger]:
@@ -55,6 +61,7 @@ class Worker:
         settings = services.settings
         self.concurrency = concurrency or settings.worker_concurrency
         self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.output_check = OutputCheck(settings.image_checker)
         budget = (
             None if settings.model_memory_gb is None else int(settings.model_memory_gb * 1024**3)
         )
@@ -144,6 +151,9 @@ class Worker:
                 await self._execute(job, progress, started, cancelled)
             except JobCancelled:
                 jlog.info("job stopped: cancelled or no longer held")
+            except OutputBlocked:
+                jlog.warning("job failed: the output image check found an unsafe image")
+                await self._record_failure(job, ContentBlockedError.default_message, started)
             except Exception as exc:
                 jlog.exception("job failed")
                 await self._record_failure(job, f"generation failed: {exc}", started)
@@ -186,6 +196,9 @@ class Worker:
                 f"backend returned {[image.size for image in images]}, "
                 f"expected {params.n} x {params.width}x{params.height}"
             )
+        nsfw = await self.output_check.flags(images)
+        if any(nsfw) and spec.safety == "block":
+            raise OutputBlocked  # never encoded, never stored; failing it refunds it
         files = await _encode_all(images, params.output_format)
         with anyio.CancelScope(shield=True):  # see _claim_and_run: never cut a transaction short
             done = await self.services.execution.complete(
@@ -193,7 +206,7 @@ class Worker:
                 self.id,
                 files,
                 extension=EXTENSIONS[params.output_format],
-                nsfw=[False] * len(files),
+                nsfw=nsfw,
                 inference_ms=inference_ms,
                 execution_ms=_ms_since(started),
             )
