@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anyio
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.domain.jobs import Job
-from imagegate.errors import ImagegateError
+from imagegate.errors import BadRequestError, ImagegateError
 from imagegate.services.admission import admit
 from imagegate.services.clock import Clock
+from imagegate.store import accounts, idempotency
 from imagegate.store import jobs as repo
 from imagegate.store.engine import Database
 from imagegate.store.notifications import WORK, notify
@@ -24,12 +26,27 @@ from imagegate.store.notifications import WORK, notify
 _MAX_BATCH = 256
 
 
+class IdempotencyConflict(BadRequestError):
+    default_message = (
+        "Idempotency-Key: this key was used with a different request in the last 24 hours"
+    )
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str
+    request_hash: str
+
+
 @dataclass
 class _Pending:
     job: Job
     key_max_concurrent: int | None
+    idempotency: Idempotency | None
     done: bool = False
     error: BaseException | None = None
+    # Set when the submit's Idempotency-Key already made a job: that job's id.
+    existing: str | None = None
 
 
 class JobInserter:
@@ -41,16 +58,36 @@ class JobInserter:
         # flushed by the first of them to get the lock.
         self._flushing = anyio.Lock()
 
-    async def insert(self, job: Job, *, key_max_concurrent: int | None = None) -> None:
+    async def insert(
+        self,
+        job: Job,
+        *,
+        key_max_concurrent: int | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> str | None:
         """Return once ``job`` is committed, charged and within its limits; raise if it
-        was refused (balance, limits) or its transaction failed."""
-        pending = _Pending(job, key_max_concurrent)
+        was refused (balance, limits) or its transaction failed. When ``idempotency``'s
+        key already made a job with the same request, nothing is written and that job's
+        id is returned; a different request under the key is a 400."""
+        pending = _Pending(job, key_max_concurrent, idempotency)
         self._queue.append(pending)
         async with self._flushing:
             if not pending.done:
                 await self._flush()
         if pending.error is not None:
             raise pending.error
+        return pending.existing
+
+    async def _seen(self, conn: AsyncConnection, job: Job, key: Idempotency) -> str | None:
+        # Under the account's row lock, so two racing submits with one key cannot both
+        # miss each other (PostgreSQL; SQLite's write transactions are serial).
+        await accounts.lock_account(conn, job.account_id)
+        seen = await idempotency.find(conn, job.account_id, key.key, self.clock())
+        if seen is None:
+            return None
+        if seen.request_hash != key.request_hash:
+            raise IdempotencyConflict()
+        return seen.prediction_id
 
     async def _flush(self) -> None:
         batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
@@ -63,6 +100,10 @@ class JobInserter:
                         # A savepoint would cost a round trip per job; admit raises
                         # before it writes, so a refused job leaves nothing to undo.
                         try:
+                            if p.idempotency is not None:
+                                p.existing = await self._seen(conn, p.job, p.idempotency)
+                                if p.existing is not None:
+                                    continue
                             await admit(
                                 conn,
                                 p.job,
@@ -74,6 +115,15 @@ class JobInserter:
                             continue
                         # One at a time: the next job's limits count this one.
                         await repo.insert_jobs(conn, [p.job])
+                        if p.idempotency is not None:
+                            await idempotency.remember(
+                                conn,
+                                p.job.account_id,
+                                p.idempotency.key,
+                                p.idempotency.request_hash,
+                                p.job.id,
+                                self.clock(),
+                            )
                     await notify(conn, WORK)
             except Exception as exc:
                 for p in batch:

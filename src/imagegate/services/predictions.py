@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 
@@ -24,14 +26,14 @@ from imagegate.errors import (
 )
 from imagegate.services.accounts import Principal
 from imagegate.services.clock import Clock, epoch, to_store_time
-from imagegate.services.group_commit import JobInserter
+from imagegate.services.group_commit import Idempotency, IdempotencyConflict, JobInserter
 from imagegate.services.media import MediaService
 from imagegate.services.memo import BoundedMemo
 from imagegate.services.safe_fetch import FetchError, UnsafeURLError, check_url
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
+from imagegate.store import idempotency, ledger
 from imagegate.store import jobs as repo
-from imagegate.store import ledger
 from imagegate.store.engine import Database
 from imagegate.store.notifications import notify
 from imagegate.wire import (
@@ -47,6 +49,12 @@ log = logging.getLogger("imagegate.predictions")
 
 _ENDED_CACHE_LIMIT = 10_000
 SYNC_TIMEOUT_ERROR = "Sync mode timed out; poll urls.get for the result"
+
+
+def request_hash(route: str, task: str, request: GenerationRequest) -> str:
+    """What makes two submits "the same request" for an Idempotency-Key."""
+    body = request.model_dump_json(exclude_none=True)
+    return hashlib.sha256(f"{route}\n{task}\n{body}".encode()).hexdigest()
 
 
 class PredictionService:
@@ -72,9 +80,32 @@ class PredictionService:
         self.inserter = JobInserter(db, clock)
 
     async def submit(
-        self, principal: Principal, route: str, task: str, request: GenerationRequest
+        self,
+        principal: Principal,
+        route: str,
+        task: str,
+        request: GenerationRequest,
+        *,
+        idempotency_key: str | None = None,
     ) -> Job:
+        """Validate, store the references, and insert the job with its charge. With an
+        ``idempotency_key`` seen with the same request in the last 24 h, the job that
+        request made instead (no second job, no second charge)."""
         spec = self.registry.lookup(route, task)
+        key = None
+        if idempotency_key is not None:
+            key = Idempotency(idempotency_key, request_hash(route, task, request))
+            # A retry of a submit that went through is answered before any work.
+            async with self.db.read() as conn:
+                seen = await idempotency.find(
+                    conn, principal.account_id, idempotency_key, self.clock()
+                )
+            if seen is not None:
+                if seen.request_hash != key.request_hash:
+                    raise IdempotencyConflict()
+                return await self._finish_submit(
+                    request, await self.get(principal, seen.prediction_id)
+                )
         if not principal.may_use(spec.route):
             raise PermissionDeniedError(
                 f"this API key may not use model {spec.route!r}; it may use: "
@@ -126,17 +157,28 @@ class PredictionService:
                 key_id=principal.key_id,
                 price_micros=spec.price_of(params.resolution, params.n),
             )
-            await self.inserter.insert(job, key_max_concurrent=principal.limits.max_concurrent)
+            existing = await self.inserter.insert(
+                job, key_max_concurrent=principal.limits.max_concurrent, idempotency=key
+            )
         except BaseException:
-            for ref in references:
-                if ref.key.startswith(f"refs/{job_id}/"):
-                    await self.media.blobs.delete(ref.key)
+            await self._drop_references(job_id, references)
             raise
+        if existing is not None:  # a racing submit with the same key made the job
+            await self._drop_references(job_id, references)
+            return await self._finish_submit(request, await self.get(principal, existing))
         log.info("prediction submitted", extra={"prediction_id": job_id, "route": route})
         self.signals.work_available()
+        return await self._finish_submit(request, job)
+
+    async def _finish_submit(self, request: GenerationRequest, job: Job) -> Job:
         if request.enable_sync_mode:
             job = await self.wait_for(job, self.settings.sync_mode_timeout)
         return job
+
+    async def _drop_references(self, job_id: str, references: Sequence[Any]) -> None:
+        for ref in references:
+            if ref.key.startswith(f"refs/{job_id}/"):
+                await self.media.blobs.delete(ref.key)
 
     def _remember(self, job: Job) -> Job:
         """Ended jobs never change again, so they can be answered from memory."""

@@ -113,6 +113,18 @@ ledger = Table(
     UniqueConstraint("prediction_id", "kind"),
 )
 
+# An Idempotency-Key seen on a submit, kept 24 h: a retry with the same key and body gets
+# the job the first one made, never a second job or a second charge.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(32), ForeignKey("accounts.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("prediction_id", String(32), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
 uploads = Table(
     "uploads",
     metadata,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Response
 
 from imagegate.api.deps import BaseUrlDep, ReaderDep, ServicesDep, SubmitterDep
 from imagegate.api.envelope import ok
@@ -124,7 +124,18 @@ async def submit(
     model: Segment,
     task: Segment,
     body: GenerationRequest,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="the same key and body within 24 h return the same job",
+        ),
+    ] = None,
 ) -> Response:
-    job = await services.predictions.submit(principal, f"{owner}/{model}", task, body)
+    job = await services.predictions.submit(
+        principal, f"{owner}/{model}", task, body, idempotency_key=idempotency_key
+    )
     timed_out = body.enable_sync_mode and not job.is_terminal
     return ok(await services.predictions.to_wire(job, base_url, sync_timed_out=timed_out))

@@ -1,4 +1,5 @@
-"""accounts: balances, limits, key scopes and expiry, job prices, the ledger
+"""accounts: balances, limits, key scopes and expiry, job prices, the ledger, idempotency
+keys
 
 Revision ID: 0003
 Revises: 0002
@@ -48,9 +49,22 @@ def upgrade() -> None:
         sa.UniqueConstraint("prediction_id", "kind", name="uq_ledger_prediction_id"),
     )
     op.create_index("ix_ledger_account_id_id", "ledger", ["account_id", "id"])
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("account_id", sa.String(32), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("prediction_id", sa.String(32), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name="fk_idempotency_keys_account_id_accounts"
+        ),
+        sa.PrimaryKeyConstraint("account_id", "key", name="pk_idempotency_keys"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("idempotency_keys")
     op.drop_index("ix_ledger_account_id_id", table_name="ledger")
     op.drop_table("ledger")
     with op.batch_alter_table("predictions") as batch:
