@@ -54,3 +54,16 @@ def test_mypy_is_clean() -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_sdk_imports_no_server_code() -> None:
+    code = (
+        "import sys; import imagegate.client;"
+        "heavy = [m for m in ('torch', 'sqlalchemy', 'fastapi', 'imagegate.settings',"
+        " 'imagegate.services', 'PIL') if m in sys.modules];"
+        "print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]", out
