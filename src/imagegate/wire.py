@@ -83,8 +83,9 @@ class Prediction(BaseModel):
     has_nsfw_contents: list[bool]
     created_at: str
     # imagegate's extensions, which clients of the reference API ignore: the seed the job
-    # ran with (image i used seed + i), and the model's progress while it runs.
-    seed: int
+    # ran with (image i used seed + i), and the model's progress while it runs. Optional
+    # so that the SDK reads the hosted APIs' predictions, which have no seed.
+    seed: int | None = None
     progress: JobProgress | None = None
 
 
