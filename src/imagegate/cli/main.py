@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from imagegate.cli.accounts import accounts_app, keys_app
+from imagegate.cli.generate import generate, predictions_app, upload
 from imagegate.cli.models import models_app, registry_or_exit
 
 app = typer.Typer(no_args_is_help=True, help="imagegate: a self-hosted image generation server")
@@ -16,6 +17,9 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(predictions_app, name="predictions")
+app.command()(generate)
+app.command()(upload)
 
 
 @app.command()

@@ -165,7 +165,8 @@ def cancel(prediction_id: str) -> Operation[Prediction]:
 
 
 def page(number: int, page_size: int, filters: dict[str, Any]) -> Operation[PredictionPage]:
-    params = {"page": number, "page_size": page_size, **filters}
+    given = {name: value for name, value in filters.items() if value is not None}
+    params = {"page": number, "page_size": page_size, **given}
     response = yield Call("GET", "/api/v3/predictions", params=params)
     return PredictionPage.model_validate(envelope_data(response))
 
