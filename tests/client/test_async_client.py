@@ -116,12 +116,13 @@ async def test_run_returns_the_images_ready_to_save(
 
 
 async def test_submit_wait_cancel_and_get(client: sdk.AsyncClient, api: Api) -> None:
-    prediction = await client.submit(ROUTE, prompt="p")
-    assert prediction.status in ("created", "processing", "completed")
-    done = await client.wait(prediction.id, max_wait=20)
-    assert done.status == "completed" and (await client.get(prediction.id)).id == done.id
+    handle = await client.submit(ROUTE, prompt="p")
+    assert handle.status in ("created", "processing", "completed")
+    done = await handle.wait(max_wait=20)
+    assert done.status == "completed" and (await client.get(handle.id)).id == done.id
+    assert (await handle.result()).images[0].data.startswith(b"\x89PNG")
     with pytest.raises(sdk.BadRequestError, match="has already ended"):
-        await client.cancel(done.id)
+        await handle.cancel()
 
 
 @pytest.mark.parametrize("settings_override", ["no_worker"], indirect=True)

@@ -135,7 +135,7 @@ def generate(
                 ref if "://" in ref or ref.startswith("data:") else client.upload(ref)
                 for ref in image or []
             ]
-            prediction = client.submit(
+            handle = client.submit(
                 model,
                 prompt=prompt,
                 n=n,
@@ -146,7 +146,7 @@ def generate(
                 images=references or None,
                 output_format=output_format,
             )
-            prediction = _follow(client, prediction, quiet)
+            prediction = _follow(client, handle.prediction, quiet)
             result = client.result(prediction)
         except sdk.ImagegateClientError as exc:
             _fail(exc, as_json)

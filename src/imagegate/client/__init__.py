@@ -26,6 +26,7 @@ from imagegate.client._errors import (
     RequestTooLargeError,
     ServerError,
 )
+from imagegate.client._handles import AsyncHandle, Handle
 from imagegate.client._operations import Image, Result
 from imagegate.wire import ModelInfo, Prediction
 
@@ -34,10 +35,12 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "AsyncHandle",
     "AuthenticationError",
     "BadRequestError",
     "Client",
     "ContentPolicyError",
+    "Handle",
     "Image",
     "ImagegateClientError",
     "InsufficientBalanceError",

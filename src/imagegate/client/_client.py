@@ -13,6 +13,7 @@ import httpx
 
 from imagegate.client import _operations as ops
 from imagegate.client._base import Config, connection_error
+from imagegate.client._handles import AsyncHandle, Handle
 from imagegate.client._operations import Call, Operation, Result, Sleep
 from imagegate.wire import ModelInfo, Prediction
 
@@ -85,10 +86,11 @@ class Client:
         task: str | None = None,
         idempotency_key: str | None = None,
         **params: Any,
-    ) -> Prediction:
-        """Submit a job; the prediction as the server accepted it."""
+    ) -> Handle:
+        """Submit a job; a handle on it (``.prediction`` as the server accepted it,
+        ``.wait()``, ``.cancel()``, ``.result()``)."""
         path_task, body = _params(task, params)
-        return self._drive(ops.submit(route, path_task, body, idempotency_key))
+        return Handle(self, self._drive(ops.submit(route, path_task, body, idempotency_key)))
 
     def run(
         self,
@@ -195,9 +197,10 @@ class AsyncClient:
         task: str | None = None,
         idempotency_key: str | None = None,
         **params: Any,
-    ) -> Prediction:
+    ) -> AsyncHandle:
         path_task, body = _params(task, params)
-        return await self._drive(ops.submit(route, path_task, body, idempotency_key))
+        accepted = await self._drive(ops.submit(route, path_task, body, idempotency_key))
+        return AsyncHandle(self, accepted)
 
     async def run(
         self,
