@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,29 @@ def test_the_sync_client_runs_uploads_lists_and_times_out(
         ids = [p.id for p in client.predictions(page_size=1)]
         assert ids == [with_ref.id, result.id]
         assert [m.route for m in client.models()] == [ROUTE]
-    impatient = sdk.Client(server.url, server.key, timeout=0.000_001, max_retries=0)
-    with pytest.raises(sdk.APITimeoutError):
-        impatient.get(result.id)
-    impatient.close()
+    # A server that takes the connection and never answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        impatient = sdk.Client(address, server.key, timeout=0.5, max_retries=0)
+        with impatient, pytest.raises(sdk.APITimeoutError):
+            impatient.get(result.id)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_events_arrive_live_from_a_real_server(make_server: ServerFactory) -> None:
+    import time
+
+    from tests.e2e.conftest import DEFAULT_MODELS
+
+    server = make_server(models=DEFAULT_MODELS.replace("delay_ms = 0", "delay_ms = 3000"))
+    with sdk.Client(server.url, server.key) as client:
+        handle = client.submit(ROUTE, prompt="slow")
+        arrivals = [(time.monotonic(), p) for p in handle.events()]
+    statuses = [p.status for _, p in arrivals]
+    assert statuses[-1] == "completed"
+    steps = [p.progress.step for _, p in arrivals if p.progress is not None]
+    assert len(steps) >= 2 and steps == sorted(steps)
+    # Live: the first step was seen well before the end, not all at once at the end.
+    assert arrivals[-1][0] - arrivals[0][0] > 1.0

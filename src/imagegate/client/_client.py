@@ -13,11 +13,57 @@ import httpx
 
 from imagegate.client import _operations as ops
 from imagegate.client._base import Config, connection_error
+from imagegate.client._errors import APIConnectionError, error_from_response
 from imagegate.client._handles import AsyncHandle, Handle
 from imagegate.client._operations import Call, Operation, Result, Sleep
+from imagegate.client._sse import EventParser
 from imagegate.wire import ModelInfo, Prediction
 
 T = TypeVar("T")
+
+
+class _EventStream:
+    """The state of one prediction's event stream across reconnects."""
+
+    def __init__(self, prediction_id: str, max_reconnects: int) -> None:
+        self.prediction_id = prediction_id
+        self.max_reconnects = max_reconnects
+        self.reconnects = 0
+        self.last_id: str | None = None
+        self.parser = EventParser()
+        self.ended = False
+
+    def call(self) -> Call:
+        headers = {"Accept": "text/event-stream"}
+        if self.last_id:
+            headers["Last-Event-ID"] = self.last_id
+        self.parser = EventParser()
+        # Read timeout well past the server's 15 s keep-alive comments.
+        return Call(
+            "GET", f"/api/v3/predictions/{self.prediction_id}/events", headers=headers, timeout=60
+        )
+
+    def feed(self, line: str) -> Prediction | None:
+        event = self.parser.feed(line)
+        if event is None or not event.data:
+            return None
+        self.last_id = event.id or self.last_id
+        prediction = Prediction.model_validate_json(event.data)
+        self.ended = prediction.status in ops.TERMINAL
+        if event.id:
+            self.reconnects = 0  # progress: the next break gets the full allowance again
+        return prediction
+
+    def broke(self, exc: httpx.TransportError | None) -> None:
+        """The stream ended before the job did; raise once reconnecting has failed."""
+        self.reconnects += 1
+        if self.reconnects > self.max_reconnects:
+            if exc is not None:
+                raise connection_error(exc) from exc
+            raise APIConnectionError("the event stream kept closing before the job ended")
+
+    def backoff(self) -> float:
+        return float(min(5.0, 0.25 * 2**self.reconnects))
 
 
 def _params(task: str | None, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -127,6 +173,31 @@ class Client:
                 return
             number += 1
 
+    def events(self, prediction_id: str, *, max_reconnects: int = 5) -> Iterator[Prediction]:
+        """The prediction each time its status or step moves on (Server-Sent Events),
+        until it has ended; a dropped stream is resumed where it broke off."""
+        stream = _EventStream(prediction_id, max_reconnects)
+        while True:
+            request = self.config.request(self._http, stream.call())
+            try:
+                response = self._http.send(request, stream=True)
+                try:
+                    if response.status_code >= 300:
+                        response.read()
+                        raise error_from_response(response)
+                    for line in response.iter_lines():
+                        if (prediction := stream.feed(line)) is not None:
+                            yield prediction
+                            if stream.ended:
+                                return
+                finally:
+                    response.close()
+            except httpx.TransportError as exc:
+                stream.broke(exc)
+            else:
+                stream.broke(None)
+            time.sleep(stream.backoff())
+
     def upload(self, file: str | Path | bytes, filename: str = "image.png") -> str:
         """Upload an image; its URL, usable in ``images``."""
         data, name, kind = (
@@ -235,6 +306,31 @@ class AsyncClient:
             if number * page_size >= page.total or not page.items:
                 return
             number += 1
+
+    async def events(
+        self, prediction_id: str, *, max_reconnects: int = 5
+    ) -> AsyncIterator[Prediction]:
+        stream = _EventStream(prediction_id, max_reconnects)
+        while True:
+            request = self.config.request(self._http, stream.call())
+            try:
+                response = await self._http.send(request, stream=True)
+                try:
+                    if response.status_code >= 300:
+                        await response.aread()
+                        raise error_from_response(response)
+                    async for line in response.aiter_lines():
+                        if (prediction := stream.feed(line)) is not None:
+                            yield prediction
+                            if stream.ended:
+                                return
+                finally:
+                    await response.aclose()
+            except httpx.TransportError as exc:
+                stream.broke(exc)
+            else:
+                stream.broke(None)
+            await anyio.sleep(stream.backoff())
 
     async def upload(self, file: str | Path | bytes, filename: str = "image.png") -> str:
         data, name, kind = (

@@ -3,6 +3,7 @@ that follow a job (refresh, wait, cancel, result)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 from imagegate.client._operations import Result
@@ -49,6 +50,12 @@ class Handle(_Handle):
         """Wait for the end and download the images; a failed job raises."""
         return self._client.result(self.wait(max_wait))
 
+    def events(self) -> Iterator[Prediction]:
+        """The job as it moves on, live, until it has ended (imagegate's SSE)."""
+        for prediction in self._client.events(self.id):
+            self.prediction = prediction
+            yield prediction
+
 
 class AsyncHandle(_Handle):
     def __init__(self, client: AsyncClient, prediction: Prediction) -> None:
@@ -69,3 +76,8 @@ class AsyncHandle(_Handle):
 
     async def result(self, max_wait: float | None = 600.0) -> Result:
         return await self._client.result(await self.wait(max_wait))
+
+    async def events(self) -> AsyncIterator[Prediction]:
+        async for prediction in self._client.events(self.id):
+            self.prediction = prediction
+            yield prediction

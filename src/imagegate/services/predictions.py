@@ -6,7 +6,7 @@ import base64
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -49,6 +49,28 @@ log = logging.getLogger("imagegate.predictions")
 
 _ENDED_CACHE_LIMIT = 10_000
 SYNC_TIMEOUT_ERROR = "Sync mode timed out; poll urls.get for the result"
+
+
+# Events move forwards only: a job whose lease lapsed and that waits again ("created")
+# is reported when it runs on, not as a step back.
+_RANK = {
+    JobStatus.CREATED: 0,
+    JobStatus.PROCESSING: 1,
+    JobStatus.COMPLETED: 2,
+    JobStatus.FAILED: 2,
+}
+
+
+def _job_key(job: Job) -> tuple[int, int]:
+    return _RANK[job.status], job.progress_step
+
+
+def _event_key(event_id: str | None) -> tuple[int, int] | None:
+    try:
+        rank, step = (event_id or "").split("-")
+        return int(rank), int(step)
+    except ValueError:
+        return None
 
 
 def request_hash(route: str, task: str, request: GenerationRequest) -> str:
@@ -217,6 +239,32 @@ class PredictionService:
     async def wait(self, principal: Principal, job_id: str, limit_s: float) -> Job:
         job = await self.get(principal, job_id)
         return await self.wait_for(job, min(limit_s, self.settings.max_wait_s))
+
+    async def changes(
+        self, principal: Principal, job_id: str, after: str | None, keepalive_s: float
+    ) -> AsyncIterator[tuple[str, Job | None]]:
+        """The job each time its status or step moves on, as (event id, job), until it
+        has ended; (``""``, None) after ``keepalive_s`` without a change. ``after`` is the
+        last event id a client saw: a reconnecting client gets only what is newer."""
+        job = await self.get(principal, job_id)
+        seen = _event_key(after)
+        quiet_since = anyio.current_time()
+        while True:
+            key = _job_key(job)
+            if seen is None or key > seen:
+                seen = key
+                quiet_since = anyio.current_time()
+                yield f"{key[0]}-{key[1]}", job
+            elif anyio.current_time() - quiet_since >= keepalive_s:
+                quiet_since = anyio.current_time()
+                yield "", None
+            if job.is_terminal:
+                return
+            await self.signals.wait_job_changed(job.id, self.settings.poll_interval_s)
+            async with self.db.read() as conn:
+                fresh = await repo.get_job(conn, job.id)
+            if fresh is not None:
+                job = self._remember(fresh)
 
     async def list_jobs(self, principal: Principal, query: ListQuery) -> tuple[list[Job], int]:
         async with self.db.read() as conn:
