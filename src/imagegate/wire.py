@@ -202,6 +202,9 @@ class AccountInfo(BaseModel):
     rate_limit: str | None
     ledger_total: str | None = None
     ledger: list[LedgerEntryInfo] | None = None
+    webhook_secret: str | None = Field(
+        default=None, description="verifies the account's webhook deliveries (whsec_...)"
+    )
 
 
 class KeyInfo(BaseModel):

@@ -46,6 +46,7 @@ async def test_accounts_top_ups_keys_and_revocation_over_http(api: Api) -> None:
     assert created.status_code == 200, created.text
     account = created.json()["data"]
     assert account["balance"] == "1.00" and account["rate_limit"] == "60/minute"
+    assert account["webhook_secret"].startswith("whsec_")
     topped = await api.client.post(
         f"/admin/v1/accounts/{account['id']}/topup", json={"amount": 0.028}, headers=ADMIN
     )

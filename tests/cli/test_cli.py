@@ -134,6 +134,7 @@ def test_accounts_create_topup_and_show_keep_balance_and_ledger_equal(
     code, out, _ = run(env, "accounts", "show", account_id)
     assert code == 0
     assert "balance   $1.028" in out and "ledger    $1.028 in all" in out
+    assert "webhooks  signed with whsec_" in out
     assert out.count("topup") == 2
 
 

@@ -119,6 +119,7 @@ def accounts_show(
     typer.echo(f"account   {account.id}  {account.name}")
     typer.echo(f"balance   {'unmetered' if balance is None else format_usd(balance)}")
     typer.echo(f"ledger    {format_usd(statement.ledger_total)} in all")
+    typer.echo(f"webhooks  signed with {account.webhook_secret or '(none yet)'}")
     limits = account.limits
     typer.echo(
         f"limits    {limits.max_concurrent or 'no'} unfinished jobs at once, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,7 @@ class AccountRecord:
     created_at: datetime
     balance_micros: int | None  # None: unmetered
     limits: Limits
+    webhook_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ def _account(row: RowMapping) -> AccountRecord:
         created_at=row["created_at"],
         balance_micros=row["balance_micros"],
         limits=Limits(row["max_concurrent"], row["rate_limit"]),
+        webhook_secret=row["webhook_secret"],
     )
 
 
@@ -77,11 +81,17 @@ async def insert_account(
             id=account_id,
             name=name,
             created_at=now,
+            webhook_secret=new_webhook_secret(),
             balance_micros=balance_micros,
             max_concurrent=limits.max_concurrent,
             rate_limit=limits.rate_limit,
         )
     )
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 async def get_account(conn: AsyncConnection, account_id: str) -> AccountRecord | None:

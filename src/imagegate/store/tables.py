@@ -43,6 +43,9 @@ accounts = Table(
     # Unfinished jobs at once, and requests per window ("60/minute"); NULL: no limit.
     Column("max_concurrent", Integer, nullable=True),
     Column("rate_limit", String(40), nullable=True),
+    # Signs the account's webhook deliveries (Standard Webhooks, "whsec_..."); NULL for
+    # accounts made before it existed, which get one on first use.
+    Column("webhook_secret", String(64), nullable=True),
 )
 
 api_keys = Table(

@@ -63,6 +63,7 @@ def _account(record: AccountRecord, statement: Statement | None = None) -> Accou
         balance=_dollars(record.balance_micros),
         max_concurrent=record.limits.max_concurrent,
         rate_limit=record.limits.rate_limit,
+        webhook_secret=record.webhook_secret,
         ledger_total=None if statement is None else _dollars(statement.ledger_total),
         ledger=None
         if statement is None

@@ -22,6 +22,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("balance_micros", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("max_concurrent", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("rate_limit", sa.String(40), nullable=True))
+        batch.add_column(sa.Column("webhook_secret", sa.String(64), nullable=True))
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("models", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("expires_at", sa.DateTime(), nullable=True))
@@ -78,6 +79,7 @@ def downgrade() -> None:
         batch.drop_column("expires_at")
         batch.drop_column("models")
     with op.batch_alter_table("accounts") as batch:
+        batch.drop_column("webhook_secret")
         batch.drop_column("rate_limit")
         batch.drop_column("max_concurrent")
         batch.drop_column("balance_micros")
