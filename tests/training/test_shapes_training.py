@@ -5,6 +5,8 @@ serves with no special case."""
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,19 @@ def test_a_toy_run_trains_every_stage_and_saves_a_servable_pipeline(tmp_path: Pa
         assert grid.size == (8 + 8 * (128 + 8), 8 + 1 * (128 + 52 + 8))  # 8 images, one row
 
 
+def test_a_v_prediction_run_exports_a_v_prediction_pipeline(tmp_path: Path) -> None:
+    plan = replace(TOY, prediction="v_prediction", vae_steps=1, unet_steps=1)
+    out = Trainer(plan, tmp_path / "work").run(tmp_path / "model")
+    config = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction"
+    backend = DiffusersBackend(diffusers_spec(out, "me/shapes", steps=2, render_scale=0.05))
+    request = GenerationInput(task="text-to-image", prompt="a red circle", n=1, seed=1,
+                              width=1024, height=1024)  # fmt: skip
+    [images] = backend.generate([request], lambda step, total: None)
+    assert images[0].size == (1024, 1024)
+    backend.close()
+
+
 class Killed(Exception):
     pass
 
@@ -100,8 +115,7 @@ def test_min_snr_weights_for_epsilon_leave_noisy_timesteps_alone_and_cap_clean_o
 
 
 def test_v_prediction_weights_cap_clean_timesteps_and_keep_noisy_ones() -> None:
-    noise = shapes_model.training_scheduler()
-    assert noise.config["prediction_type"] == "v_prediction"
+    noise = shapes_model.training_scheduler("v_prediction")
     weights = min_snr_weights(noise, gamma=5.0).double()
     alphas = noise.alphas_cumprod.double()
     snr = alphas / (1 - alphas)

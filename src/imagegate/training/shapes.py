@@ -52,6 +52,7 @@ class Plan:
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
     snr_gamma: float = 5.0
+    prediction: str = model.PREDICTION  # "epsilon" or "v_prediction"
     checkpoint_every: int = 200
     widths: model.Widths = model.DEFAULT_WIDTHS
 
@@ -109,7 +110,7 @@ class Trainer:
         self.vae = model.vae(plan.widths)
         self.text = model.text_encoder(self.tokenizer, plan.widths)
         self.unet = model.unet(plan.widths)
-        self.noise = model.training_scheduler()
+        self.noise = model.training_scheduler(plan.prediction)
         self._log = (work / "loss.csv").open("a", newline="")
         self._writer = csv.writer(self._log)
 
@@ -291,7 +292,7 @@ class Trainer:
             text_encoder=text.eval(),
             tokenizer=self.tokenizer,
             unet=unet.eval(),
-            scheduler=model.sampling_scheduler(),  # type: ignore[arg-type]
+            scheduler=model.sampling_scheduler(self.plan.prediction),  # type: ignore[arg-type]
             safety_checker=None,  # type: ignore[arg-type]
             feature_extractor=None,  # type: ignore[arg-type]
             requires_safety_checker=False,
@@ -324,12 +325,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unet-steps", type=int, default=Plan.unet_steps)
     parser.add_argument("--scenes", type=int, default=Plan.scenes)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument(
+        "--prediction",
+        choices=["epsilon", "v_prediction"],
+        default=Plan.prediction,
+        help="what the denoiser learns to predict",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     random.seed(args.seed)
     plan = Plan(
-        seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps, scenes=args.scenes
+        seed=args.seed,
+        vae_steps=args.vae_steps,
+        unet_steps=args.unet_steps,
+        scenes=args.scenes,
+        prediction=args.prediction,
     )
     started = time.monotonic()
     out = Trainer(plan, args.work).run(args.out)

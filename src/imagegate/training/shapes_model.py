@@ -101,21 +101,23 @@ def unet(widths: Widths = DEFAULT_WIDTHS) -> UNet2DConditionModel:
 # The cosine schedule suits small images better than SD's scaled-linear one, whose last
 # steps barely move a 16x16 latent.
 _SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"}
-# v rather than epsilon: at the first sampling step only 0.6 % of the signal is left, and an
-# epsilon model's clean-image estimate there multiplies its error by 13; the image's overall
-# colour is settled in those steps (epsilon weights drifted backgrounds to purple and grey).
-PREDICTION = "v_prediction"
+# What the denoiser predicts. The shipped weights predict epsilon. "v_prediction" is the
+# candidate for the next run: at the first sampling step only 0.6 % of the signal is left,
+# and an epsilon model's clean-image estimate there multiplies its error by 13, in the steps
+# that settle the image's overall colour (the shipped model's backgrounds drift to purple
+# and grey). Not yet trained to the end and measured: see docs/demo-model.md.
+PREDICTION = "epsilon"
 
 
-def training_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(**_SCHEDULE, prediction_type=PREDICTION, clip_sample=False)
+def training_scheduler(prediction: str = PREDICTION) -> DDPMScheduler:
+    return DDPMScheduler(**_SCHEDULE, prediction_type=prediction, clip_sample=False)
 
 
-def sampling_scheduler() -> DDIMScheduler:
+def sampling_scheduler(prediction: str = PREDICTION) -> DDIMScheduler:
     # DDIM rather than Euler: Euler's set_timesteps warns on every call with numpy 2.4.
     return DDIMScheduler(
         **_SCHEDULE,
-        prediction_type=PREDICTION,
+        prediction_type=prediction,
         clip_sample=False,
         set_alpha_to_one=True,
         # Not "trailing": the cosine schedule's last timestep keeps 2e-9 of the signal, so

@@ -25,7 +25,24 @@ KEEPALIVE_S = 15.0
     responses={
         200: {
             "description": "text/event-stream: `event` is the status, `data` the prediction",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # Each event, as OpenAPI tools read an event stream: its id, its name (the
+            # job's status) and its data (the prediction as JSON text).
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "event": {
+                                "type": "string",
+                                "enum": ["created", "processing", "completed", "failed"],
+                            },
+                            "data": {"type": "string", "contentMediaType": "application/json"},
+                        },
+                        "required": ["id", "event", "data"],
+                    }
+                }
+            },
         },
         **errors(400, 401, 404, 429),
     },
