@@ -16,10 +16,10 @@ from imagegate.domain.pricing import AmountError, format_usd, parse_usd
 from imagegate.domain.rates import Limits, RateError, parse_duration, parse_rate
 from imagegate.errors import BadRequestError
 from imagegate.services.accounts import AccountRecord, KeyRecord, Statement
-from imagegate.wire import (
+from imagegate.wire import Envelope
+from imagegate.wire_admin import (
     AccountCreate,
     AccountInfo,
-    Envelope,
     KeyCreate,
     KeyInfo,
     KeyList,
