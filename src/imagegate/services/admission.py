@@ -13,19 +13,30 @@ from imagegate.domain.jobs import Job
 from imagegate.domain.pricing import format_usd
 from imagegate.errors import InsufficientBalanceError, NotFoundError, RateLimitedError
 from imagegate.store import accounts, jobs, ledger
+from imagegate.store.accounts import AccountRecord
 
 # A job slot frees when some job ends; a client told to come back soon finds out cheaply.
 _CONCURRENCY_RETRY_S = 2
 
 
-async def admit(
-    conn: AsyncConnection, job: Job, *, key_max_concurrent: int | None, now: datetime
-) -> None:
-    """Charge ``job`` and check its limits, or raise without writing anything."""
-    await accounts.lock_account(conn, job.account_id)
-    account = await accounts.get_account(conn, job.account_id)
+async def locked_account(conn: AsyncConnection, job: Job) -> AccountRecord:
+    """The job's account, its row held for the rest of the transaction."""
+    account = await accounts.get_account(conn, job.account_id, lock=True)
     if account is None:
         raise NotFoundError(f"account {job.account_id!r} not found")
+    return account
+
+
+async def admit(
+    conn: AsyncConnection,
+    job: Job,
+    account: AccountRecord,
+    *,
+    key_max_concurrent: int | None,
+    now: datetime,
+) -> None:
+    """Charge ``job`` and check its limits, or raise without writing anything. ``account``
+    must come from ``locked_account`` in the same transaction."""
     limit = account.limits.max_concurrent
     if limit is not None and await jobs.count_unfinished(conn, account_id=job.account_id) >= limit:
         raise RateLimitedError(

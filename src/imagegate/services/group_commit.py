@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.domain.jobs import Job
 from imagegate.errors import BadRequestError, ImagegateError
-from imagegate.services.admission import admit
+from imagegate.services.admission import admit, locked_account
 from imagegate.services.clock import Clock
-from imagegate.store import accounts, idempotency
+from imagegate.store import idempotency
 from imagegate.store import jobs as repo
 from imagegate.store.engine import Database
 from imagegate.store.notifications import WORK, notify
@@ -79,9 +79,8 @@ class JobInserter:
         return pending.existing
 
     async def _seen(self, conn: AsyncConnection, job: Job, key: Idempotency) -> str | None:
-        # Under the account's row lock, so two racing submits with one key cannot both
-        # miss each other (PostgreSQL; SQLite's write transactions are serial).
-        await accounts.lock_account(conn, job.account_id)
+        # The caller holds the account's row lock, so two racing submits with one key
+        # cannot both miss each other (PostgreSQL; SQLite's write transactions are serial).
         seen = await idempotency.find(conn, job.account_id, key.key, self.clock())
         if seen is None:
             return None
@@ -100,6 +99,7 @@ class JobInserter:
                         # A savepoint would cost a round trip per job; admit raises
                         # before it writes, so a refused job leaves nothing to undo.
                         try:
+                            account = await locked_account(conn, p.job)
                             if p.idempotency is not None:
                                 p.existing = await self._seen(conn, p.job, p.idempotency)
                                 if p.existing is not None:
@@ -107,6 +107,7 @@ class JobInserter:
                             await admit(
                                 conn,
                                 p.job,
+                                account,
                                 key_max_concurrent=p.key_max_concurrent,
                                 now=self.clock(),
                             )

@@ -94,8 +94,15 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-async def get_account(conn: AsyncConnection, account_id: str) -> AccountRecord | None:
+async def get_account(
+    conn: AsyncConnection, account_id: str, *, lock: bool = False
+) -> AccountRecord | None:
+    """The account; with ``lock``, its row is held until the transaction ends, so that a
+    submit's checks of balance and unfinished jobs and its insert are not interleaved with
+    another submit's (PostgreSQL; SQLite's write transactions are serial already)."""
     query = select(accounts).where(accounts.c.id == account_id)
+    if lock:
+        query = query.with_for_update()
     row = (await conn.execute(query)).mappings().first()
     return _account(row) if row else None
 
@@ -103,13 +110,6 @@ async def get_account(conn: AsyncConnection, account_id: str) -> AccountRecord |
 async def account_exists(conn: AsyncConnection, account_id: str) -> bool:
     row = await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id))
     return row.first() is not None
-
-
-async def lock_account(conn: AsyncConnection, account_id: str) -> None:
-    """Hold the account's row until the transaction ends, so that checks of its unfinished
-    jobs and the insert of a new one are not interleaved with another submit's
-    (PostgreSQL; SQLite's write transactions are serial already)."""
-    await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
 
 
 async def insert_key(
