@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         description="jobs one worker holds at once: the model runs one batch at a time "
         "while the others are encoded, stored or gathered into the next batch",
     )
+    upstream_concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="upstream jobs one worker waits on at once (each provider key has its "
+        "own cap too); waiting holds no model slot",
+    )
     batch_window_ms: float = Field(
         default=20.0,
         ge=0,

@@ -83,3 +83,21 @@ class KeyInfo(BaseModel):
 
 class KeyList(RootModel[list[KeyInfo]]):
     pass
+
+
+class PredictionRouting(BaseModel):
+    """Where a prediction ran: for support and for the operator, never for customers
+    (a reseller's customers need not learn its providers)."""
+
+    id: str
+    model: str
+    status: str
+    target: int = Field(description="index of the route's target it is at (or ended at)")
+    hop: int = Field(description="how many failovers it took")
+    plan: list[int] = Field(description="the targets it may try, in order")
+    ran_on: str | None = Field(description='the target it completed on: "local", "wavespeed"')
+    upstream_state: str | None
+    upstream_id: str | None = Field(description="the provider's id of the job")
+    price: str = Field(description="what the customer was charged, dollars")
+    cost: str = Field(description="what the provider charges for it, dollars")
+    execution_ms: int

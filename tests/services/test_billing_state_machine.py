@@ -1,6 +1,7 @@
 """Model-based test of the money: random interleavings of submits (some refused for the
-balance), claims, completions, failures, cancels, worker crashes (leases lapsing, up to
-the attempt limit) and top-ups, through the services, on SQLite and PostgreSQL.
+balance), claims, completions, failures, failovers to the route's second target, cancels,
+worker crashes (leases lapsing, up to the attempt limit) and top-ups, through the
+services, on SQLite and PostgreSQL.
 
 After every step: the balance equals the ledger's sum and the model's balance, it is
 never negative, every prediction has at most one charge and one refund, and a job is
@@ -35,9 +36,14 @@ WORKERS = ("w1", "w2")
 
 
 def test_balances_follow_their_model(database_url: str, tmp_path: Path) -> None:
+    # Two targets: the local mock, then a provider (never called: the workers here are
+    # the test's own claims and finishes).
     registry = mock_registry(
         tmp_path,
-        '[models."a/b"]\nbackend = "mock"\ntasks = ["text-to-image"]\nprice = 0.03\n',
+        '[models."a/b"]\ntasks = ["text-to-image"]\nprice = 0.03\n'
+        '[[models."a/b".targets]]\nbackend = "mock"\n'
+        '[[models."a/b".targets]]\nbackend = "upstream"\nprovider = "imagegate"\n'
+        'base_url = "http://127.0.0.1:9"\napi_keys_env = "NO_KEYS"\nupstream_model = "x/y"\n',
     )
     settings = Settings(
         models=registry,
@@ -88,9 +94,9 @@ def test_balances_follow_their_model(database_url: str, tmp_path: Path) -> None:
             self.jobs[job.id] = job
             self.charged[job.id] = n * PRICE
 
-        @rule(worker=st.sampled_from(WORKERS))
-        def claim(self, worker: str) -> None:
-            job = self.run(services.execution.claim(worker))
+        @rule(worker=st.sampled_from(WORKERS), lane=st.sampled_from(("local", "upstream")))
+        def claim(self, worker: str, lane: str) -> None:
+            job = self.run(services.execution.claim(worker, lane))
             if job is not None:
                 self.jobs[job.id] = job
             # Claims that hit the attempt limit failed their jobs: refunds, read back below.
@@ -133,6 +139,25 @@ def test_balances_follow_their_model(database_url: str, tmp_path: Path) -> None:
             )
             if done and not succeed:
                 self.balance += self.charged[job.id]
+            self.jobs[job.id] = stored
+
+        @rule(data=st.data())
+        def fail_over(self, data: st.DataObject) -> None:
+            job = self._held(data)
+            if job is None:
+                return
+            lanes = services.registry.routes["a/b"].lanes
+            moved = self.run(services.execution.hand_over(job, job.lease_owner, lanes, "test"))
+            stored = self.run(services.predictions.get(self.principal, job.id))
+            if moved:
+                # Back in the queue for the next target, still charged once, not refunded.
+                assert (stored.status, stored.target, stored.lane) == (
+                    JobStatus.CREATED,
+                    1,
+                    "upstream",
+                )
+            else:
+                assert job.next_target is None or stored.lease_owner != job.lease_owner
             self.jobs[job.id] = stored
 
         @rule(data=st.data())

@@ -123,7 +123,7 @@ async def test_a_refused_submit_raises_its_kind(
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(500, "transient"), (422, "transient"), (None, "content")],
+    [(500, "failed"), (422, "failed"), (None, "content")],
     ids=["model-error-500", "model-error-422", "content-checker"],
 )
 async def test_a_failed_result_raises_at_poll(

@@ -154,6 +154,6 @@ async def test_poll_is_never_expected_and_cancel_sends_nothing(
 ) -> None:
     with pytest.raises(UpstreamError) as raised:
         await adapter.poll("k1", "anything")
-    assert raised.value.kind == "transient"
+    assert raised.value.kind == "failed"
     await adapter.cancel("k1", "anything")
     assert server.received == []

@@ -145,7 +145,7 @@ async def test_a_refused_submit_raises_its_kind(
 
 @pytest.mark.parametrize(
     ("changes", "kind"),
-    [({"job_error": "CUDA out of memory"}, "transient"), ({"block_content": True}, "content")],
+    [({"job_error": "CUDA out of memory"}, "failed"), ({"block_content": True}, "content")],
     ids=["failed", "nsfw"],
 )
 async def test_a_failed_prediction_raises_at_poll(
@@ -159,7 +159,7 @@ async def test_a_failed_prediction_raises_at_poll(
     assert raised.value.kind == kind
 
 
-async def test_cancel_reaches_replicate_and_a_canceled_prediction_is_transient(
+async def test_cancel_reaches_replicate_and_a_canceled_prediction_is_failed(
     server: ReplicateServer, adapter: ReplicateAdapter
 ) -> None:
     server.delay_s = 60
@@ -169,4 +169,4 @@ async def test_cancel_reaches_replicate_and_a_canceled_prediction_is_transient(
     assert server.cancels == [submitted.upstream_id]
     with pytest.raises(UpstreamError) as raised:
         await adapter.poll("k1", submitted.upstream_id)
-    assert raised.value.kind == "transient"
+    assert raised.value.kind == "failed"

@@ -45,6 +45,8 @@ def draw(request: GenerationInput, index: int) -> Image.Image:
 class MockBackend:
     def __init__(self, spec: RouteSpec) -> None:
         self.delay_s = spec.delay_ms / 1000
+        # Tests of failover make a route that fails on cue: any prompt containing this.
+        self.fail_marker = str(spec.options.get("fail_marker") or "")
 
     def generate(
         self, requests: Sequence[GenerationInput], progress: ProgressCallback
@@ -55,6 +57,8 @@ class MockBackend:
                 # and cancellation behave as they do with a real model.
                 time.sleep(self.delay_s / _STEPS)
             progress(step, _STEPS)
+            if self.fail_marker and any(self.fail_marker in r.prompt for r in requests):
+                raise RuntimeError(f"injected failure: the prompt contains {self.fail_marker!r}")
         return [[draw(request, index) for index in range(request.n)] for request in requests]
 
     def memory_bytes(self) -> int:

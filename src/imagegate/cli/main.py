@@ -10,6 +10,7 @@ import typer
 from imagegate.cli.accounts import accounts_app, keys_app
 from imagegate.cli.generate import generate, predictions_app, upload
 from imagegate.cli.models import models_app, registry_or_exit
+from imagegate.cli.usage import usage
 
 app = typer.Typer(no_args_is_help=True, help="imagegate: a self-hosted image generation server")
 db_app = typer.Typer(no_args_is_help=True, help="the database")
@@ -20,6 +21,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(predictions_app, name="predictions")
 app.command()(generate)
 app.command()(upload)
+app.command()(usage)
 
 
 @app.command()

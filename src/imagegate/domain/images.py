@@ -70,3 +70,9 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadRequestError(f"image could not be decoded ({exc})") from exc
     return ImageInfo(format=image_format, width=width, height=height)
+
+
+def content_type_of(data: bytes) -> str:
+    """The content type of image bytes that were checked when they arrived."""
+    with Image.open(io.BytesIO(data)) as image:
+        return CONTENT_TYPES.get(image.format or "", "image/png")

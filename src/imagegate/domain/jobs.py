@@ -63,6 +63,20 @@ class Job:
     progress_total: int = 0
     key_id: str | None = None
     price_micros: int = 0  # what the submit charged; refunded once if the job fails
+    lane: str = "local"
+    target: int = 0
+    plan: tuple[int, ...] = (0,)
+    hop: int = 0
+    ran_on: str | None = None
+    upstream_state: str | None = None
+    upstream_key: str | None = None
+    upstream_id: str | None = None
+    cost_micros: int = 0
+
+    @property
+    def next_target(self) -> int | None:
+        """The target a failover moves this job to, or None when its plan is spent."""
+        return self.plan[self.hop + 1] if self.hop + 1 < len(self.plan) else None
 
     @property
     def is_terminal(self) -> bool:

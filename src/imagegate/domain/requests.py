@@ -25,6 +25,8 @@ class JobParams:
     negative_prompt: str | None = None
     images: tuple[str, ...] = field(default_factory=tuple)
     webhook: str | None = None
+    # Whether the client chose the seed (a provider without seeds can only refuse that).
+    seed_given: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -69,4 +71,5 @@ def build_params(request: GenerationRequest, *, seed: int, size: tuple[int, int]
         negative_prompt=request.negative_prompt,
         images=tuple(request.images or ()),
         webhook=request.webhook,
+        seed_given=request.seed is not None,
     )

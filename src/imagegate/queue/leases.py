@@ -26,11 +26,16 @@ _PROCESSING = JobStatus.PROCESSING.value
 
 
 async def claim_next(
-    conn: AsyncConnection, worker_id: str, now: datetime, lease_s: float
+    conn: AsyncConnection, worker_id: str, now: datetime, lease_s: float, lane: str = "local"
 ) -> Job | None:
-    waiting = or_(
-        predictions.c.status == _CREATED,
-        and_(predictions.c.status == _PROCESSING, predictions.c.lease_expires_at < now),
+    """The oldest waiting job of ``lane``: the model slots take "local" jobs, the upstream
+    pool "upstream" ones."""
+    waiting = and_(
+        predictions.c.lane == lane,
+        or_(
+            predictions.c.status == _CREATED,
+            and_(predictions.c.status == _PROCESSING, predictions.c.lease_expires_at < now),
+        ),
     )
     candidate = (
         select(predictions.c.id)
@@ -92,6 +97,8 @@ async def complete(
     execution_ms: int,
     inference_ms: int,
     now: datetime,
+    ran_on: str | None = None,
+    cost_micros: int = 0,
 ) -> bool:
     return await _finish(
         conn,
@@ -103,6 +110,8 @@ async def complete(
         execution_ms=execution_ms,
         inference_ms=inference_ms,
         finished_at=now,
+        ran_on=ran_on,
+        cost_micros=cost_micros,
     )
 
 
@@ -124,6 +133,51 @@ async def fail(
         execution_ms=execution_ms,
         finished_at=now,
     )
+
+
+async def record_upstream(
+    conn: AsyncConnection,
+    job_id: str,
+    worker_id: str,
+    *,
+    state: str | None,
+    key: str | None = None,
+    upstream_id: str | None = None,
+) -> bool:
+    """Store where the job stands at the provider, only while ``worker_id`` holds it."""
+    result = await conn.execute(
+        update(predictions)
+        .where(*_held_by(job_id, worker_id))
+        .values(upstream_state=state, upstream_key=key, upstream_id=upstream_id)
+    )
+    return result.rowcount == 1
+
+
+async def hand_over(
+    conn: AsyncConnection, job_id: str, worker_id: str, *, target: int, lane: str, hop: int
+) -> bool:
+    """Put a job back in the queue for its next target (a failover), only while
+    ``worker_id`` holds it. Its lapsed-lease count starts again: that counts crashes at
+    one target, and the plan's length already bounds the hops."""
+    result = await conn.execute(
+        update(predictions)
+        .where(*_held_by(job_id, worker_id))
+        .values(
+            status=_CREATED,
+            target=target,
+            lane=lane,
+            hop=hop,
+            attempts=0,
+            upstream_state=None,
+            upstream_key=None,
+            upstream_id=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            progress_step=0,
+            progress_total=0,
+        )
+    )
+    return result.rowcount == 1
 
 
 async def _finish(conn: AsyncConnection, job_id: str, worker_id: str, **values: Any) -> bool:

@@ -13,7 +13,8 @@ from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
 from imagegate.store import ledger
 from imagegate.store.engine import Database
-from imagegate.store.notifications import notify
+from imagegate.store.jobs import get_job
+from imagegate.store.notifications import WORK, notify
 
 log = logging.getLogger("imagegate.execution")
 
@@ -33,13 +34,15 @@ class ExecutionService:
         self.signals = signals
         self.clock = clock
 
-    async def claim(self, worker_id: str) -> Job | None:
+    async def claim(self, worker_id: str, lane: str = "local") -> Job | None:
         """The next job to run, or None. A job whose worker died mid-run comes back here
         once its lease lapses; after MAX_ATTEMPTS such deaths it is failed instead, so one
         poisonous request cannot crash workers forever."""
         while True:
             async with self.db.write() as conn:
-                job = await leases.claim_next(conn, worker_id, self.clock(), self.settings.lease_s)
+                job = await leases.claim_next(
+                    conn, worker_id, self.clock(), self.settings.lease_s, lane
+                )
             if job is None:
                 return None
             if job.attempts <= MAX_ATTEMPTS:
@@ -62,6 +65,10 @@ class ExecutionService:
                 conn, job.id, worker_id, self.clock(), self.settings.lease_s, progress
             )
 
+    async def current(self, job_id: str) -> Job | None:
+        async with self.db.read() as conn:
+            return await get_job(conn, job_id)
+
     async def references(self, job: Job) -> list[bytes]:
         return [await self.media.blobs.get(key) for key in job.reference_keys]
 
@@ -75,6 +82,8 @@ class ExecutionService:
         nsfw: Sequence[bool],
         inference_ms: int,
         execution_ms: int,
+        ran_on: str | None = None,
+        cost_micros: int = 0,
     ) -> bool:
         # Each attempt writes under its own prefix: a stalled worker whose lease was taken
         # over must never overwrite, or on discarding delete, the files of the attempt
@@ -94,6 +103,8 @@ class ExecutionService:
                 execution_ms=execution_ms,
                 inference_ms=inference_ms,
                 now=self.clock(),
+                ran_on=ran_on,
+                cost_micros=cost_micros,
             )
             if done:
                 await notify(conn, job.id)
@@ -104,6 +115,46 @@ class ExecutionService:
             log.info("result discarded: job no longer held", extra={"prediction_id": job.id})
         self.signals.job_changed(job.id)
         return done
+
+    async def record_upstream(
+        self,
+        job: Job,
+        worker_id: str,
+        state: str | None,
+        *,
+        key: str | None = None,
+        upstream_id: str | None = None,
+    ) -> bool:
+        """Store the job's state at the provider before acting on it; False once the job
+        is no longer this worker's."""
+        async with self.db.write() as conn:
+            return await leases.record_upstream(
+                conn, job.id, worker_id, state=state, key=key, upstream_id=upstream_id
+            )
+
+    async def hand_over(self, job: Job, worker_id: str, lanes: Sequence[str], reason: str) -> bool:
+        """Move the job to the next target of its plan (``lanes[i]`` is target i's lane);
+        False when its plan is spent or it is no longer this worker's. The charge stays:
+        the customer's price was fixed at submit, wherever the job ends up running."""
+        target = job.next_target
+        if target is None:
+            return False
+        async with self.db.write() as conn:
+            moved = await leases.hand_over(
+                conn, job.id, worker_id, target=target, lane=lanes[target], hop=job.hop + 1
+            )
+            if moved:
+                await notify(conn, WORK)
+        if moved:
+            log.warning(
+                "job handed over to target %d: %s",
+                target,
+                reason,
+                extra={"prediction_id": job.id, "route": job.route},
+            )
+            self.signals.job_changed(job.id)
+            self.signals.work_available()
+        return moved
 
     async def fail(self, job: Job, worker_id: str, error: str, *, execution_ms: int) -> bool:
         async with self.db.write() as conn:

@@ -29,6 +29,7 @@ from imagegate.services.clock import Clock, epoch, to_store_time
 from imagegate.services.group_commit import Idempotency, IdempotencyConflict, JobInserter
 from imagegate.services.media import MediaService
 from imagegate.services.memo import BoundedMemo
+from imagegate.services.routing import Router
 from imagegate.services.safe_fetch import FetchError, UnsafeURLError, check_url
 from imagegate.services.signals import JobSignals
 from imagegate.settings import Settings
@@ -100,6 +101,7 @@ class PredictionService:
         self._ended: BoundedMemo[str, Job] = BoundedMemo(_ENDED_CACHE_LIMIT)
         self._ended_wire: BoundedMemo[tuple[str, str], Prediction] = BoundedMemo(_ENDED_CACHE_LIMIT)
         self.inserter = JobInserter(db, clock)
+        self.router = Router(settings, db, clock)
 
     async def submit(
         self,
@@ -168,6 +170,7 @@ class PredictionService:
             size=output_size(request.aspect_ratio, request.resolution, first),
         )
         try:
+            plan, lane = await self.router.plan(spec, params)
             job = repo.new_job(
                 job_id=job_id,
                 account_id=principal.account_id,
@@ -178,6 +181,8 @@ class PredictionService:
                 now=self.clock(),
                 key_id=principal.key_id,
                 price_micros=spec.price_of(params.resolution, params.n),
+                plan=plan,
+                lane=lane,
             )
             existing = await self.inserter.insert(
                 job, key_max_concurrent=principal.limits.max_concurrent, idempotency=key

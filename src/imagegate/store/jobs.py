@@ -42,6 +42,15 @@ def row_to_job(row: RowMapping) -> Job:
         progress_total=row["progress_total"],
         key_id=row["key_id"],
         price_micros=row["price_micros"],
+        lane=row["lane"],
+        target=row["target"],
+        plan=tuple(row["plan"] or (row["target"],)),
+        hop=row["hop"],
+        ran_on=row["ran_on"],
+        upstream_state=row["upstream_state"],
+        upstream_key=row["upstream_key"],
+        upstream_id=row["upstream_id"],
+        cost_micros=row["cost_micros"],
     )
 
 
@@ -56,7 +65,10 @@ def new_job(
     now: datetime,
     key_id: str | None = None,
     price_micros: int = 0,
+    plan: Sequence[int] = (0,),
+    lane: str = "local",
 ) -> Job:
+    """``plan`` is the order of targets the job may try; ``lane`` is its first's."""
     return Job(
         id=job_id,
         account_id=account_id,
@@ -76,6 +88,9 @@ def new_job(
         finished_at=None,
         key_id=key_id,
         price_micros=price_micros,
+        lane=lane,
+        target=plan[0],
+        plan=tuple(plan),
     )
 
 
@@ -101,6 +116,9 @@ async def insert_jobs(conn: AsyncConnection, new: Sequence[Job]) -> None:
                 "created_at": job.created_at,
                 "key_id": job.key_id,
                 "price_micros": job.price_micros,
+                "lane": job.lane,
+                "target": job.target,
+                "plan": list(job.plan) if len(job.plan) > 1 else None,
             }
             for job in new
         ],
@@ -173,3 +191,62 @@ async def cancel_job(conn: AsyncConnection, job_id: str, error: str, now: dateti
         .values(status=JobStatus.FAILED.value, error=error, finished_at=now, lease_owner=None)
     )
     return result.rowcount == 1
+
+
+async def local_queue(conn: AsyncConnection, route: str) -> tuple[int, datetime | None]:
+    """How many of the route's jobs wait for a model slot, and since when the oldest."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.min(predictions.c.created_at)).where(
+                predictions.c.lane == "local",
+                predictions.c.status == JobStatus.CREATED.value,
+                predictions.c.route == route,
+            )
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+async def recent_local_ms(conn: AsyncConnection, route: str, last: int = 20) -> list[int]:
+    """Execution times of the route's last completed jobs that ran on the local model."""
+    recent = (
+        select(predictions.c.execution_ms)
+        .where(
+            predictions.c.route == route,
+            predictions.c.lane == "local",
+            predictions.c.status == JobStatus.COMPLETED.value,
+        )
+        .order_by(predictions.c.id.desc())
+        .limit(last)
+    )
+    return [int(ms) for ms in (await conn.execute(recent)).scalars()]
+
+
+_UNFINISHED = (JobStatus.CREATED.value, JobStatus.PROCESSING.value)
+
+
+async def count_unfinished_by_account(
+    conn: AsyncConnection, account_ids: Sequence[str]
+) -> dict[str, int]:
+    """``count_unfinished`` for many accounts in one query: each id with its count."""
+    return await _count_unfinished_each(conn, predictions.c.account_id, account_ids)
+
+
+async def count_unfinished_by_key(conn: AsyncConnection, key_ids: Sequence[str]) -> dict[str, int]:
+    """``count_unfinished`` for many keys in one query: each id with its count."""
+    return await _count_unfinished_each(conn, predictions.c.key_id, key_ids)
+
+
+async def _count_unfinished_each(
+    conn: AsyncConnection, column: Any, ids: Sequence[str]
+) -> dict[str, int]:
+    if not ids:
+        return {}
+    query = (
+        select(column, func.count())
+        .where(column.in_(ids), predictions.c.status.in_(_UNFINISHED))
+        .group_by(column)
+    )
+    counts = dict.fromkeys(ids, 0)
+    counts.update({row[0]: int(row[1]) for row in await conn.execute(query)})
+    return counts

@@ -87,13 +87,28 @@ predictions = Table(
     Column("key_id", String(32), nullable=True),
     # What the submit charged (micro-dollars), refunded if the job fails.
     Column("price_micros", BigInteger, nullable=False, default=0, server_default="0"),
+    # Where the job runs: the workers' model slots ("local") or the upstream pool, at
+    # ``target`` (an index into the route's targets); ``plan`` is the order of targets it
+    # may try, ``hop`` how far along it is.
+    Column("lane", String(8), nullable=False, default="local", server_default="local"),
+    Column("target", Integer, nullable=False, default=0, server_default="0"),
+    Column("plan", JSON, nullable=True),
+    Column("hop", Integer, nullable=False, default=0, server_default="0"),
+    Column("ran_on", String(64), nullable=True),  # the target's name, once it ran
+    # The job at the provider: "submitting" is written before the request is sent, so a
+    # worker that dies before the answer knows the outcome is unknown and never sends it
+    # blindly again; "submitted" with the provider's id, resumed after any restart.
+    Column("upstream_state", String(16), nullable=True),
+    Column("upstream_key", String(16), nullable=True),  # which key (a fingerprint)
+    Column("upstream_id", String(200), nullable=True),
+    Column("cost_micros", BigInteger, nullable=False, default=0, server_default="0"),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", DateTime, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("started_at", DateTime, nullable=True),
     Column("finished_at", DateTime, nullable=True),
-    # The claim scans (status, id); the account's list scans (account_id, id).
-    Index("ix_predictions_status_id", "status", "id"),
+    # The claim scans (lane, status, id); the account's list scans (account_id, id).
+    Index("ix_predictions_lane_status_id", "lane", "status", "id"),
     Index("ix_predictions_account_id_id", "account_id", "id"),
     # Concurrency limits count an account's or a key's unfinished jobs.
     Index("ix_predictions_account_id_status", "account_id", "status"),

@@ -18,7 +18,9 @@ import anyio
 from PIL import Image
 
 from imagegate.backends.base import GenerationInput, ProgressCallback
+from imagegate.backends.upstream.base import UpstreamError
 from imagegate.domain.jobs import Job
+from imagegate.domain.registry import RouteSpec
 from imagegate.errors import ContentBlockedError
 from imagegate.services.container import Services
 from imagegate.worker.batcher import Batcher, Models
@@ -27,6 +29,7 @@ from imagegate.worker.in_thread import InThreadModels
 from imagegate.worker.model_process import ModelProcess
 from imagegate.worker.output_check import OutputCheck
 from imagegate.worker.protocol import JobCancelled
+from imagegate.worker.upstream import LostSubmit, UpstreamRunner
 
 log = logging.getLogger("imagegate.worker")
 
@@ -73,6 +76,10 @@ class Worker:
         else:
             self.models = InThreadModels(budget)
         self.batcher = Batcher(self.models, settings.batch_window_ms / 1000)
+        # Upstream jobs wait on a provider, not on the model: their own slots, many more.
+        self.upstream = (
+            UpstreamRunner(services.execution, self.id) if services.registry.has_upstream else None
+        )
         self._stopping = False
         self.stopped = anyio.Event()
 
@@ -85,11 +92,15 @@ class Worker:
                     async with anyio.create_task_group() as slots:
                         for _ in range(self.concurrency):
                             slots.start_soon(self._claim_and_run)
+                        if self.upstream is not None:
+                            slots.start_soon(self._claim_upstream)
                 finally:
                     model_side.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.models.close)
+                if self.upstream is not None:
+                    await self.upstream.aclose()
             self.stopped.set()
 
     def stop(self) -> None:
@@ -113,6 +124,34 @@ class Worker:
                 await self.services.signals.wait_for_work(self.services.settings.poll_interval_s)
                 continue
             await self.run_job(job)
+
+    async def _claim_upstream(self) -> None:
+        """One claimer for the upstream lane, starting each job it claims while fewer than
+        ``upstream_concurrency`` are in flight (rather than that many idle claim loops)."""
+        execution = self.services.execution
+        room = anyio.Semaphore(self.services.settings.upstream_concurrency)
+        async with anyio.create_task_group() as jobs:
+            while not self._stopping:
+                await room.acquire()
+                try:
+                    with anyio.CancelScope(shield=True):
+                        job = await execution.claim(self.id, "upstream")
+                except Exception:
+                    log.exception("claim failed")
+                    job = None
+                if job is None:
+                    room.release()
+                    await self.services.signals.wait_for_work(
+                        self.services.settings.poll_interval_s
+                    )
+                    continue
+                jobs.start_soon(self._run_and_release, job, room)
+
+    async def _run_and_release(self, job: Job, room: anyio.Semaphore) -> None:
+        try:
+            await self.run_job(job)
+        finally:
+            room.release()
 
     async def _keep_lease(self, job: Job, cancelled: anyio.Event, progress: _Progress) -> None:
         settings = self.services.settings
@@ -154,11 +193,34 @@ class Worker:
             except OutputBlocked:
                 jlog.warning("job failed: the output image check found an unsafe image")
                 await self._record_failure(job, ContentBlockedError.default_message, started)
+            except UpstreamError as exc:
+                await self._upstream_failed(job, exc, started)
+            except LostSubmit as exc:
+                jlog.error("job failed: its submit's outcome is unknown: %s", exc)
+                await self._record_failure(
+                    job,
+                    f"the provider may have run this job, so it was not sent again: {exc}",
+                    started,
+                )
             except Exception as exc:
                 jlog.exception("job failed")
                 await self._record_failure(job, f"generation failed: {exc}", started)
             finally:
                 group.cancel_scope.cancel()
+
+    async def _upstream_failed(self, job: Job, exc: UpstreamError, started: float) -> None:
+        jlog = _job_log(job)
+        if exc.kind in ("transient", "failed", "rate") and job.next_target is not None:
+            spec = self.services.registry.routes[job.route]
+            with anyio.CancelScope(shield=True):
+                if await self.services.execution.hand_over(job, self.id, spec.lanes, exc.message):
+                    return
+        if exc.kind == "content":
+            jlog.warning("job failed: the provider's content policy: %s", exc.message)
+            await self._record_failure(job, ContentBlockedError.default_message, started)
+            return
+        jlog.error("job failed upstream: %s", exc.message)
+        await self._record_failure(job, f"generation failed: {exc.message}", started)
 
     async def _record_failure(self, job: Job, error: str, started: float) -> None:
         try:
@@ -175,6 +237,48 @@ class Worker:
         self, job: Job, progress: ProgressCallback, started: float, cancelled: anyio.Event
     ) -> None:
         spec = self.services.registry.lookup(job.route, job.task)
+        targets = spec.all_targets
+        if job.target >= len(targets):
+            raise RuntimeError(f"route {job.route!r} has no target {job.target} any more")
+        target = targets[job.target]
+        params = job.params
+        if target.upstream is not None:
+            assert self.upstream is not None, "upstream jobs are claimed by the upstream pool"
+            result = await self.upstream.run(job, target, cancelled)
+            images, provider_nsfw, inference_ms = result.images, result.nsfw, result.inference_ms
+        else:
+            images, inference_ms = await self._generate(job, spec, progress, cancelled)
+            provider_nsfw = [False] * len(images)
+        if len(images) != params.n or any(
+            image.size != (params.width, params.height) for image in images
+        ):
+            raise RuntimeError(
+                f"backend returned {[image.size for image in images]}, "
+                f"expected {params.n} x {params.width}x{params.height}"
+            )
+        checked = await self.output_check.flags(images)
+        nsfw = [a or b for a, b in zip(checked, provider_nsfw, strict=True)]
+        if any(nsfw) and spec.safety == "block":
+            raise OutputBlocked  # never encoded, never stored; failing it refunds it
+        files = await _encode_all(images, params.output_format)
+        with anyio.CancelScope(shield=True):  # see _claim_and_run: never cut a transaction short
+            done = await self.services.execution.complete(
+                job,
+                self.id,
+                files,
+                extension=EXTENSIONS[params.output_format],
+                nsfw=nsfw,
+                inference_ms=inference_ms,
+                execution_ms=_ms_since(started),
+                ran_on=target.name,
+                cost_micros=target.cost_micros * params.n,
+            )
+        if done:
+            _job_log(job).info("job completed in %d ms on %s", _ms_since(started), target.name)
+
+    async def _generate(
+        self, job: Job, spec: RouteSpec, progress: ProgressCallback, cancelled: anyio.Event
+    ) -> tuple[list[Image.Image], int]:
         raw_refs = await self.services.execution.references(job)
         references = [await anyio.to_thread.run_sync(decode, data) for data in raw_refs]
         params = job.params
@@ -188,30 +292,7 @@ class Worker:
             negative_prompt=params.negative_prompt,
             references=references,
         )
-        images, inference_ms = await self.batcher.generate(spec, request, progress, cancelled)
-        if len(images) != params.n or any(
-            image.size != (params.width, params.height) for image in images
-        ):
-            raise RuntimeError(
-                f"backend returned {[image.size for image in images]}, "
-                f"expected {params.n} x {params.width}x{params.height}"
-            )
-        nsfw = await self.output_check.flags(images)
-        if any(nsfw) and spec.safety == "block":
-            raise OutputBlocked  # never encoded, never stored; failing it refunds it
-        files = await _encode_all(images, params.output_format)
-        with anyio.CancelScope(shield=True):  # see _claim_and_run: never cut a transaction short
-            done = await self.services.execution.complete(
-                job,
-                self.id,
-                files,
-                extension=EXTENSIONS[params.output_format],
-                nsfw=nsfw,
-                inference_ms=inference_ms,
-                execution_ms=_ms_since(started),
-            )
-        if done:
-            _job_log(job).info("job completed in %d ms", _ms_since(started))
+        return await self.batcher.generate(spec, request, progress, cancelled)
 
 
 async def _encode_all(images: list[Image.Image], output_format: str) -> list[bytes]:

@@ -14,7 +14,7 @@ from imagegate.api.envelope import ok
 from imagegate.api.routes.responses import errors
 from imagegate.domain.pricing import AmountError, format_usd, parse_usd
 from imagegate.domain.rates import Limits, RateError, parse_duration, parse_rate
-from imagegate.errors import BadRequestError
+from imagegate.errors import BadRequestError, NotFoundError
 from imagegate.services.accounts import AccountRecord, KeyRecord, Statement
 from imagegate.wire import Envelope
 from imagegate.wire_admin import (
@@ -24,6 +24,7 @@ from imagegate.wire_admin import (
     KeyInfo,
     KeyList,
     LedgerEntryInfo,
+    PredictionRouting,
     TopUp,
 )
 
@@ -180,3 +181,31 @@ async def list_keys(
 )
 async def revoke_key(services: ServicesDep, key_id: Id) -> Response:
     return ok(_key(await services.accounts.revoke(key_id)))
+
+
+@router.get(
+    "/predictions/{prediction_id}",
+    response_model=Envelope[PredictionRouting],
+    responses=errors(400, 401, 404),
+    summary="Where a prediction ran: its target, failovers and the provider's job id",
+)
+async def show_prediction(services: ServicesDep, prediction_id: Id) -> Response:
+    job = await services.execution.current(prediction_id)
+    if job is None:
+        raise NotFoundError(f"prediction {prediction_id!r} not found")
+    return ok(
+        PredictionRouting(
+            id=job.id,
+            model=job.route,
+            status=job.status.value,
+            target=job.target,
+            hop=job.hop,
+            plan=list(job.plan),
+            ran_on=job.ran_on,
+            upstream_state=job.upstream_state,
+            upstream_id=job.upstream_id,
+            price=format_usd(job.price_micros).replace("$", ""),
+            cost=format_usd(job.cost_micros).replace("$", ""),
+            execution_ms=job.execution_ms,
+        )
+    )

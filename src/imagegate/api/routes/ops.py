@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from imagegate.api.deps import ServicesDep
@@ -33,6 +34,12 @@ async def readyz(services: ServicesDep) -> Response:
     except Exception as exc:
         raise NotReadyError(f"database not reachable: {type(exc).__name__}") from exc
     return ok(Health(status="ready"))
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics of this process (its in-process worker's included)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/v3/models", response_model=Envelope[list[ModelInfo]], tags=["models"])

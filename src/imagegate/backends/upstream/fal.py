@@ -116,10 +116,13 @@ class FalAdapter:
                 headers=self._headers(key),
             )
         except UpstreamError as exc:
-            if exc.kind != "rejected":
+            if exc.kind not in ("rejected", "transient") or isinstance(
+                exc.__cause__, httpx.TransportError
+            ):
                 raise
-            # fal took the request and the model then refused it (a 4xx result): the job
-            # failed here, and another target may still make it.
+            # The status said COMPLETED and the result is an error status: the model failed
+            # the request (fal answers its error as the result), so the job failed there,
+            # and another target may still make it. A dropped connection is only a read.
             raise http.failed_job(self.name, exc.message) from exc
         result = http.json_object(response, self.name)
         images = result.get("images") or []

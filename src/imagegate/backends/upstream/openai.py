@@ -91,7 +91,7 @@ class OpenAIAdapter:
 
     async def poll(self, key: str, upstream_id: str) -> Pending | Finished:
         # submit never answers Submitted, so a poll means the caller lost track.
-        raise UpstreamError("transient", f"{self.name} has no job to poll ({upstream_id})")
+        raise UpstreamError("failed", f"{self.name} has no job to poll ({upstream_id})")
 
     async def cancel(self, key: str, upstream_id: str) -> None:
         """Nothing to cancel: the images came with the submit's answer."""

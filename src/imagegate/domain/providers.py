@@ -1,0 +1,116 @@
+"""Upstream providers: what a ``backend = "upstream"`` target may say, and what each
+provider's API can do with the contract's parameters.
+
+Pure rules, no I/O: the submit path asks ``unsupported`` before it charges, so a request a
+provider cannot serve is a 400 that names the provider and the parameter, never a job that
+fails later at the provider (after the provider may already have billed for it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from imagegate.domain.pricing import AmountError, parse_usd
+from imagegate.domain.requests import JobParams
+
+Provider = Literal["wavespeed", "gptproto", "imagegate", "fal", "replicate", "openai"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    max_n: int
+    references: bool
+    seed: bool
+    negative_prompt: bool
+    # Whether the provider recognises a repeated submit (an Idempotency-Key or a client
+    # reference it can be searched by): only then can a submit whose answer was lost be
+    # sent again safely, since the provider answers it with the job it already made.
+    finds_lost_submits: bool
+
+
+# The v3 API (WaveSpeed, GPTProto) takes the contract's parameters as they are; another
+# imagegate does too, and it also honours Idempotency-Key. fal and Replicate pass the
+# model's own inputs through (the adapters map the contract's names onto the common ones).
+# OpenAI's Images API has no seed and no negative prompt, and makes at most 10 images.
+CAPABILITIES: dict[str, Capabilities] = {
+    "wavespeed": Capabilities(9, True, True, True, False),
+    "gptproto": Capabilities(9, True, True, True, False),
+    "imagegate": Capabilities(9, True, True, True, True),
+    "fal": Capabilities(4, True, True, True, False),
+    "replicate": Capabilities(4, True, True, True, False),
+    "openai": Capabilities(10, True, False, False, False),
+}
+
+
+class UpstreamOptions(BaseModel):
+    """One upstream target of a route. Keys never live in the registry file: it names the
+    environment variable that holds them (comma-separated)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Provider
+    base_url: str = Field(pattern=r"^https?://")
+    api_keys_env: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    upstream_model: str = Field(min_length=1)
+    max_concurrent_per_key: int = Field(default=3, ge=1, le=1000)
+    # What the provider charges per image (dollars), for the margin report.
+    cost: float | int | str = 0
+    # Send a submit again after its answer was lost (a timeout, a 504) only when the
+    # provider is known to recognise the repeat; unset: the provider's known behaviour.
+    resend_lost_submits: bool | None = None
+    submit_timeout_s: float = Field(default=60.0, gt=0)
+    # How long a job may run at the provider before we stop waiting for it.
+    max_wait_s: float = Field(default=1800.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    max_poll_interval_s: float = Field(default=10.0, gt=0)
+    # The circuit breaker: after this many failures in a row the target gets no new jobs
+    # for ``circuit_cooldown_s``; then one job is let through to try it.
+    circuit_failures: int = Field(default=5, ge=1)
+    circuit_cooldown_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        # pydantic would read ``cost = true`` as 1.0: a dollar an image, silently.
+        if isinstance(value, bool):
+            raise ValueError("must be an amount in dollars, not true/false")
+        return value
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES[self.provider]
+
+    @property
+    def finds_lost_submits(self) -> bool:
+        if self.resend_lost_submits is not None:
+            return self.resend_lost_submits
+        return self.capabilities.finds_lost_submits
+
+    @property
+    def cost_micros(self) -> int:
+        return parse_usd(self.cost)
+
+
+def check_cost(options: UpstreamOptions) -> str | None:
+    try:
+        options.cost_micros  # noqa: B018 - parsed for its error
+    except AmountError as exc:
+        return f"cost: {exc}"
+    return None
+
+
+def unsupported(provider: str, params: JobParams) -> str | None:
+    """Why ``provider`` cannot serve ``params``, or None when it can."""
+    caps = CAPABILITIES[provider]
+    if params.n > caps.max_n:
+        return f"n: {provider} makes at most {caps.max_n} images a request"
+    if params.images and not caps.references:
+        return f"images: {provider} takes no reference images"
+    if params.seed_given and not caps.seed:
+        return f"seed: {provider} takes no seed, so it cannot repeat an image"
+    if params.negative_prompt and not caps.negative_prompt:
+        return f"negative_prompt: {provider} takes no negative prompt"
+    return None
