@@ -230,3 +230,46 @@ def test_spill_serves_an_idle_route_locally_and_sends_a_long_queue_upstream(
     assert all(ms > 0 for _, ms in ran.values()), ran
     for job_id, (where, ms) in ran.items():  # shown with -s: where each ran, how long
         print(f"{job_id} ran on {where:<10} executionTime {ms} ms")
+
+
+def test_a_job_past_its_wait_and_a_cancelled_job_are_cancelled_at_the_provider_too(
+    make_server: ServerFactory,
+) -> None:
+    upstream = start_upstream(make_server)
+    gateway = start_gateway(
+        make_server,
+        routed(upstream_target(upstream.url, "up/slow", max_wait_s=1.0), head="price = 0.05\n"),
+        [upstream.key],
+    )
+    account = cli(gateway, "accounts", "create", "--name", "customer", "--balance", "1.00")
+    gateway._key = cli(gateway, "keys", "create", "--name", "c", "--account", account)
+    too_long = submit(gateway, "a very slow river")["id"]
+    cancelled = submit(gateway, "a change of mind")["id"]
+    deadline = time.monotonic() + 20
+    while routing(gateway, cancelled)["upstream_state"] != "submitted":
+        assert time.monotonic() < deadline, "the job never reached the provider"
+        time.sleep(0.05)
+    response = httpx.post(
+        f"{gateway.url}/api/v3/predictions/{cancelled}/cancel", headers=gateway.auth, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    data = ended(gateway, too_long)
+    assert data["status"] == "failed"
+    assert "had not finished the job after 1 s; it was asked to cancel it" in data["error"]
+    upstream_ids = {routing(gateway, job)["upstream_id"] for job in (too_long, cancelled)}
+    deadline = time.monotonic() + 20
+    while True:  # the provider stops both; neither renders (nor bills) on
+        statuses = {
+            job["id"]: (job["status"], job.get("error"))
+            for job in upstream_jobs(upstream, upstream.key)
+        }
+        if all(statuses[i] == ("failed", "cancelled") for i in upstream_ids):
+            break
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.1)
+    balance = httpx.get(
+        f"{gateway.url}/admin/v1/accounts/{account}",
+        headers={"Authorization": "Bearer admin-key-for-upstream-tests-0123456789"},
+        timeout=10,
+    ).json()["data"]["balance"]
+    assert balance == "1.00"  # both refunded

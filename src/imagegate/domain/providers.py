@@ -61,7 +61,9 @@ class UpstreamOptions(BaseModel):
     # Send a submit again after its answer was lost (a timeout, a 504) only when the
     # provider is known to recognise the repeat; unset: the provider's known behaviour.
     resend_lost_submits: bool | None = None
-    submit_timeout_s: float = Field(default=60.0, gt=0)
+    # Unset: 60 s, or 240 s for OpenAI, whose images come in the submit's own answer (a
+    # submit that times out is a lost answer, which fails the job rather than resend it).
+    submit_timeout_s: float | None = Field(default=None, gt=0)
     # How long a job may run at the provider before we stop waiting for it.
     max_wait_s: float = Field(default=1800.0, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
@@ -82,6 +84,12 @@ class UpstreamOptions(BaseModel):
     @property
     def capabilities(self) -> Capabilities:
         return CAPABILITIES[self.provider]
+
+    @property
+    def submit_timeout(self) -> float:
+        if self.submit_timeout_s is not None:
+            return self.submit_timeout_s
+        return 240.0 if self.provider == "openai" else 60.0
 
     @property
     def finds_lost_submits(self) -> bool:

@@ -76,7 +76,7 @@ class FalAdapter:
             f"{self.base}/{self.options.upstream_model.strip('/')}",
             self.name,
             sent_job=True,
-            timeout=self.options.submit_timeout_s,
+            timeout=self.options.submit_timeout,
             codes=_CODES,
             json=self.body(request),
             headers=self._headers(key),

@@ -82,7 +82,7 @@ class OpenAIAdapter:
             f"{self.base}/v1/images/{path}",
             self.name,
             sent_job=True,
-            timeout=self.options.submit_timeout_s,
+            timeout=self.options.submit_timeout,
             codes=_CODES,
             headers={"Authorization": f"Bearer {key}"},
             **content,

@@ -83,7 +83,7 @@ class ReplicateAdapter:
             url,
             self.name,
             sent_job=True,
-            timeout=self.options.submit_timeout_s,
+            timeout=self.options.submit_timeout,
             json=body,
             headers=self._headers(key),
         )

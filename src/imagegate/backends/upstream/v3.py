@@ -55,7 +55,7 @@ class V3Adapter:
             f"{self.base}/api/v3/{self.options.upstream_model}/{request.task}",
             self.name,
             sent_job=True,
-            timeout=self.options.submit_timeout_s,
+            timeout=self.options.submit_timeout,
             json=self.body(request),
             headers={**self._headers(key), "Idempotency-Key": request.client_ref},
         )
