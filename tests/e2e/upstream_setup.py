@@ -69,7 +69,11 @@ def start_upstream(make_server: ServerFactory) -> ServerProcess:
         f"sqlite+aiosqlite:///{root / 'upstream.db'}",
         models=UPSTREAM_MODELS,
         # Its images are the gateway's to check; none here keeps the provider quick.
-        env={"IMAGEGATE_WORKER_CONCURRENCY": "4", "IMAGEGATE_IMAGE_CHECKER": "none"},
+        env={
+            "IMAGEGATE_WORKER_CONCURRENCY": "4",
+            "IMAGEGATE_IMAGE_CHECKER": "none",
+            "IMAGEGATE_WORKER_ISOLATION": "thread",
+        },
     )
     make_server.servers.append(server)
     server.start()
@@ -94,6 +98,10 @@ def start_gateway(
             KEYS_ENV: ",".join(keys),
             "IMAGEGATE_ADMIN_KEY": ADMIN_KEY,
             "IMAGEGATE_LEASE_S": "1.5",
+            # Quick to start: mock models need no process of their own, and the output
+            # check is asked for by the one test that looks at it.
+            "IMAGEGATE_WORKER_ISOLATION": "thread",
+            "IMAGEGATE_IMAGE_CHECKER": "none",
             **env,
         },
     )
