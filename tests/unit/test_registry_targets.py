@@ -275,3 +275,29 @@ def test_a_diffusers_target_is_checked_like_a_diffusers_entry() -> None:
 )
 def test_bad_route_level_routing_options_are_refused(line: str, problem: str) -> None:
     assert problem in refusal(HEAD + line + "\n" + upstream())
+
+
+def test_an_upstream_target_can_name_another_model_for_a_task() -> None:
+    spec = parse_registry(
+        '[models."r/x"]\ntasks = ["text-to-image", "image-to-image"]\n'
+        '[[models."r/x".targets]]\nbackend = "upstream"\nprovider = "fal"\n'
+        'base_url = "https://queue.fal.run"\napi_keys_env = "FAL_KEYS"\n'
+        'upstream_model = "fal-ai/flux/dev"\n'
+        'task_models = { "image-to-image" = "fal-ai/flux/dev/image-to-image" }\n',
+        "models.toml",
+    ).routes["r/x"]
+    options = spec.all_targets[0].upstream
+    assert options is not None
+    assert options.model_for("text-to-image") == "fal-ai/flux/dev"
+    assert options.model_for("image-to-image") == "fal-ai/flux/dev/image-to-image"
+
+
+def test_task_models_for_an_unknown_task_are_refused() -> None:
+    with pytest.raises(RegistryError, match=r"targets\[0\]: task_models: unknown task 'paint'"):
+        parse_registry(
+            '[models."r/x"]\ntasks = ["text-to-image"]\n'
+            '[[models."r/x".targets]]\nbackend = "upstream"\nprovider = "fal"\n'
+            'base_url = "https://queue.fal.run"\napi_keys_env = "FAL_KEYS"\n'
+            'upstream_model = "a/b"\ntask_models = { "paint" = "a/c" }\n',
+            "models.toml",
+        )

@@ -271,3 +271,10 @@ def test_a_plan_holds_each_able_target_once_up_to_the_failover_cap(
     assert set(plan) <= able
     cap = len(able) if spec.max_failovers is None else 1 + spec.max_failovers
     assert len(plan) == min(len(able), cap)
+
+
+def test_references_past_a_providers_limit_are_refused_not_cut_short() -> None:
+    two = params(images=("refs/a.png", "refs/b.png"))
+    assert unsupported("replicate", two) == ("images: replicate takes at most 1 reference image(s)")
+    assert unsupported("replicate", params(images=("refs/a.png",))) is None
+    assert unsupported("fal", two) is None

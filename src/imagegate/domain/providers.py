@@ -22,7 +22,7 @@ Provider = Literal["wavespeed", "gptproto", "imagegate", "fal", "replicate", "op
 @dataclass(frozen=True)
 class Capabilities:
     max_n: int
-    references: bool
+    max_references: int  # reference images a request can carry (0: none)
     seed: bool
     negative_prompt: bool
     # Whether the provider recognises a repeated submit (an Idempotency-Key or a client
@@ -34,14 +34,15 @@ class Capabilities:
 # The v3 API (WaveSpeed, GPTProto) takes the contract's parameters as they are; another
 # imagegate does too, and it also honours Idempotency-Key. fal and Replicate pass the
 # model's own inputs through (the adapters map the contract's names onto the common ones).
-# OpenAI's Images API has no seed and no negative prompt, and makes at most 10 images.
+# Replicate's common image models take one input image. OpenAI's Images API has no seed
+# and no negative prompt, makes at most 10 images and edits from up to 16.
 CAPABILITIES: dict[str, Capabilities] = {
-    "wavespeed": Capabilities(9, True, True, True, False),
-    "gptproto": Capabilities(9, True, True, True, False),
-    "imagegate": Capabilities(9, True, True, True, True),
-    "fal": Capabilities(4, True, True, True, False),
-    "replicate": Capabilities(4, True, True, True, False),
-    "openai": Capabilities(10, True, False, False, False),
+    "wavespeed": Capabilities(9, 10, True, True, False),
+    "gptproto": Capabilities(9, 10, True, True, False),
+    "imagegate": Capabilities(9, 10, True, True, True),
+    "fal": Capabilities(4, 10, True, True, False),
+    "replicate": Capabilities(4, 1, True, True, False),
+    "openai": Capabilities(10, 16, False, False, False),
 }
 
 
@@ -55,6 +56,9 @@ class UpstreamOptions(BaseModel):
     base_url: str = Field(pattern=r"^https?://")
     api_keys_env: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     upstream_model: str = Field(min_length=1)
+    # Another model id for a task, where the provider serves it apart (fal's and
+    # Replicate's image-to-image models): {"image-to-image" = "fal-ai/flux/dev/image-to-image"}.
+    task_models: dict[str, str] = Field(default_factory=dict)
     max_concurrent_per_key: int = Field(default=3, ge=1, le=1000)
     # What the provider charges per image (dollars), for the margin report.
     cost: float | int | str = 0
@@ -84,6 +88,9 @@ class UpstreamOptions(BaseModel):
     @property
     def capabilities(self) -> Capabilities:
         return CAPABILITIES[self.provider]
+
+    def model_for(self, task: str) -> str:
+        return self.task_models.get(task, self.upstream_model)
 
     @property
     def submit_timeout(self) -> float:
@@ -115,8 +122,10 @@ def unsupported(provider: str, params: JobParams) -> str | None:
     caps = CAPABILITIES[provider]
     if params.n > caps.max_n:
         return f"n: {provider} makes at most {caps.max_n} images a request"
-    if params.images and not caps.references:
-        return f"images: {provider} takes no reference images"
+    if len(params.images) > caps.max_references:
+        if caps.max_references == 0:
+            return f"images: {provider} takes no reference images"
+        return f"images: {provider} takes at most {caps.max_references} reference image(s)"
     if params.seed_given and not caps.seed:
         return f"seed: {provider} takes no seed, so it cannot repeat an image"
     if params.negative_prompt and not caps.negative_prompt:

@@ -197,6 +197,13 @@ def _parse_target(path: Path | str, route: str, index: int, raw: Any, where: str
             raise RegistryError(path, route, where + _first_problem(exc)) from exc
         if (problem := check_cost(upstream)) is not None:
             raise RegistryError(path, route, where + problem)
+        for task in upstream.task_models:
+            if task not in TASKS:
+                raise RegistryError(
+                    path,
+                    route,
+                    f"{where}task_models: unknown task {task!r}; known: " + ", ".join(TASKS),
+                )
         return Target(index, UPSTREAM, upstream.provider, entry.weight, upstream)
     if entry.backend not in BUILTIN_BACKENDS and not _IMPORT_PATH.match(entry.backend):
         raise RegistryError(

@@ -73,7 +73,7 @@ class FalAdapter:
         response = await http.request(
             self.http,
             "POST",
-            f"{self.base}/{self.options.upstream_model.strip('/')}",
+            f"{self.base}/{self.options.model_for(request.task).strip('/')}",
             self.name,
             sent_job=True,
             timeout=self.options.submit_timeout,

@@ -58,7 +58,7 @@ class OpenAIAdapter:
 
     def fields(self, request: UpstreamRequest) -> dict[str, Any]:
         return {
-            "model": self.options.upstream_model,
+            "model": self.options.model_for(request.task),
             "prompt": request.prompt,
             "n": request.n,
             "size": size_for(request.width, request.height),

@@ -67,7 +67,7 @@ class ReplicateAdapter:
         return inputs
 
     def _create(self, request: UpstreamRequest) -> tuple[str, dict[str, Any]]:
-        model, _, version = self.options.upstream_model.partition(":")
+        model, _, version = self.options.model_for(request.task).partition(":")
         if version:
             return f"{self.base}/v1/predictions", {
                 "version": version,

@@ -52,7 +52,7 @@ class V3Adapter:
         response = await http.request(
             self.http,
             "POST",
-            f"{self.base}/api/v3/{self.options.upstream_model}/{request.task}",
+            f"{self.base}/api/v3/{self.options.model_for(request.task)}/{request.task}",
             self.name,
             sent_job=True,
             timeout=self.options.submit_timeout,
