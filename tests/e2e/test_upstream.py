@@ -19,6 +19,7 @@ from tests.e2e.upstream_setup import (
     LosingProxy,
     cli,
     ended,
+    result,
     routed,
     routing,
     start_gateway,
@@ -276,3 +277,33 @@ def test_a_job_past_its_wait_and_a_cancelled_job_are_cancelled_at_the_provider_t
         timeout=10,
     ).json()["data"]["balance"]
     assert balance == "1.00"  # both refunded
+
+
+def test_jobs_stuck_behind_a_stalled_local_model_move_to_the_provider(
+    make_server: ServerFactory,
+) -> None:
+    upstream = start_upstream(make_server)
+    stalled = 'backend = "mock"\ndelay_ms = 30000\n'  # holds the one local slot
+    gateway = start_gateway(
+        make_server,
+        routed(
+            stalled,
+            upstream_target(upstream.url, "up/fast"),
+            head='strategy = "spill"\nspill_after_s = 1\n',
+        ),
+        [upstream.key],
+        IMAGEGATE_WORKER_CONCURRENCY="1",
+    )
+    blocking = submit(gateway, "the job that never ends")["id"]
+    deadline = time.monotonic() + 20
+    while result(gateway, blocking)["status"] != "processing":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # Nothing has finished locally, so the submit sees no long wait: it queues locally.
+    stuck = submit(gateway, "a job behind it")["id"]
+    assert routing(gateway, stuck)["ran_on"] is None
+    data = ended(gateway, stuck, timeout=20)
+    assert data["status"] == "completed", data
+    where = routing(gateway, stuck)
+    assert (where["ran_on"], where["hop"]) == ("imagegate", 1)
+    assert "waited too long for the local model" in gateway.log_text()

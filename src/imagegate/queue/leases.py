@@ -180,6 +180,40 @@ async def hand_over(
     return result.rowcount == 1
 
 
+async def waiting_since(
+    conn: AsyncConnection, route: str, before: datetime, limit: int = 100
+) -> list[Job]:
+    """The route's jobs that wait for a model slot and were made before ``before``."""
+    rows = await conn.execute(
+        select(predictions)
+        .where(
+            predictions.c.lane == "local",
+            predictions.c.status == _CREATED,
+            predictions.c.route == route,
+            predictions.c.created_at < before,
+        )
+        .order_by(predictions.c.id)
+        .limit(limit)
+    )
+    return [row_to_job(row) for row in rows.mappings()]
+
+
+async def reroute(conn: AsyncConnection, job: Job, *, target: int, lane: str, hop: int) -> bool:
+    """Move a job that nobody holds to another target, only if it still waits where it
+    was (a worker may claim it meanwhile)."""
+    result = await conn.execute(
+        update(predictions)
+        .where(
+            predictions.c.id == job.id,
+            predictions.c.status == _CREATED,
+            predictions.c.lane == job.lane,
+            predictions.c.hop == job.hop,
+        )
+        .values(target=target, lane=lane, hop=hop)
+    )
+    return result.rowcount == 1
+
+
 async def _finish(conn: AsyncConnection, job_id: str, worker_id: str, **values: Any) -> bool:
     """End a job, only if ``worker_id`` still holds its lease."""
     result = await conn.execute(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 from imagegate.domain.jobs import MAX_ATTEMPTS, Job
+from imagegate.domain.registry import RouteSpec
 from imagegate.queue import leases
 from imagegate.services.clock import Clock
 from imagegate.services.media import MediaService
@@ -153,6 +155,28 @@ class ExecutionService:
                 extra={"prediction_id": job.id, "route": job.route},
             )
             self.signals.job_changed(job.id)
+            self.signals.work_available()
+        return moved
+
+    async def spill_stale(self, specs: Sequence[RouteSpec]) -> int:
+        """Move jobs of "spill" routes that have waited for a model slot longer than the
+        route's ``spill_after_s`` to their next target (the provider): the local model
+        may be down, and then nothing else would ever move them. How many moved."""
+        moved = 0
+        for spec in specs:
+            before = self.clock() - timedelta(seconds=spec.spill_after_s)
+            async with self.db.write() as conn:
+                for job in await leases.waiting_since(conn, spec.route, before):
+                    target = job.next_target
+                    if target is None:
+                        continue
+                    lane = spec.lanes[target]
+                    if await leases.reroute(conn, job, target=target, lane=lane, hop=job.hop + 1):
+                        moved += 1
+                if moved:
+                    await notify(conn, WORK)
+        if moved:
+            log.warning("%d jobs waited too long for the local model; sent on", moved)
             self.signals.work_available()
         return moved
 

@@ -34,6 +34,10 @@ from imagegate.worker.upstream import LostSubmit, UpstreamRunner
 log = logging.getLogger("imagegate.worker")
 
 
+# How often the upstream claimer looks for jobs of "spill" routes stuck in the local queue.
+_SWEEP_S = 1.0
+
+
 class OutputBlocked(Exception):
     """The output image check found an unsafe image on a route that blocks them."""
 
@@ -130,8 +134,17 @@ class Worker:
         ``upstream_concurrency`` are in flight (rather than that many idle claim loops)."""
         execution = self.services.execution
         room = anyio.Semaphore(self.services.settings.upstream_concurrency)
+        spill = [s for s in self.services.registry.routes.values() if s.strategy == "spill"]
+        swept = 0.0
         async with anyio.create_task_group() as jobs:
             while not self._stopping:
+                if spill and time.monotonic() - swept >= _SWEEP_S:
+                    swept = time.monotonic()
+                    try:
+                        with anyio.CancelScope(shield=True):
+                            await execution.spill_stale(spill)
+                    except Exception:
+                        log.exception("moving long-waiting jobs failed")
                 await room.acquire()
                 try:
                     with anyio.CancelScope(shield=True):
