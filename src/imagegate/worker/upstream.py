@@ -164,12 +164,14 @@ class UpstreamRunner:
                 try:
                     outcome = await self._send(adapter, key, request)
                 except UpstreamError as exc:
-                    if exc.kind == "unknown":
-                        if not options.finds_lost_submits:
-                            raise LostSubmit(exc.message) from exc
-                        outcome = await self._resend(job, adapter, options, key)
-                    else:
+                    if exc.kind != "unknown":
+                        # The provider did not take it: say so before anything else, so
+                        # that a crash now is not mistaken for a lost answer later.
+                        await self._record(job, None)
                         raise
+                    if not options.finds_lost_submits:
+                        raise LostSubmit(exc.message) from exc
+                    outcome = await self._resend(job, adapter, options, key)
                 breaker.succeeded()
                 if isinstance(outcome, Finished):
                     return await self._bring_home(job, outcome, started)
@@ -186,7 +188,6 @@ class UpstreamRunner:
                     breaker.failed()
                 if exc.kind == "key":
                     pool.disable(key, exc.message)
-                    await self._record(job, None)
                     continue  # the provider refused the key, not the job: the next key
                 raise
             finally:
