@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.domain.jobs import Job
 from imagegate.errors import BadRequestError, ImagegateError
-from imagegate.services.admission import admit, locked_account
+from imagegate.services.admission import Admission, ChargeFailedError
 from imagegate.services.clock import Clock
-from imagegate.store import idempotency
+from imagegate.store import accounts, idempotency
 from imagegate.store import jobs as repo
 from imagegate.store.engine import Database
 from imagegate.store.notifications import WORK, notify
@@ -78,16 +78,6 @@ class JobInserter:
             raise pending.error
         return pending.existing
 
-    async def _seen(self, conn: AsyncConnection, job: Job, key: Idempotency) -> str | None:
-        # The caller holds the account's row lock, so two racing submits with one key
-        # cannot both miss each other (PostgreSQL; SQLite's write transactions are serial).
-        seen = await idempotency.find(conn, job.account_id, key.key, self.clock())
-        if seen is None:
-            return None
-        if seen.request_hash != key.request_hash:
-            raise IdempotencyConflict()
-        return seen.prediction_id
-
     async def _flush(self) -> None:
         batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
         # Shielded: the batch carries other requests' jobs, so one client going away
@@ -95,40 +85,73 @@ class JobInserter:
         with anyio.CancelScope(shield=True):
             try:
                 async with self.db.write() as conn:
-                    for p in batch:
-                        # A savepoint would cost a round trip per job; admit raises
-                        # before it writes, so a refused job leaves nothing to undo.
-                        try:
-                            account = await locked_account(conn, p.job)
-                            if p.idempotency is not None:
-                                p.existing = await self._seen(conn, p.job, p.idempotency)
-                                if p.existing is not None:
-                                    continue
-                            await admit(
-                                conn,
-                                p.job,
-                                account,
-                                key_max_concurrent=p.key_max_concurrent,
-                                now=self.clock(),
-                            )
-                        except ImagegateError as exc:
-                            p.error = exc
-                            continue
-                        # One at a time: the next job's limits count this one.
-                        await repo.insert_jobs(conn, [p.job])
-                        if p.idempotency is not None:
-                            await idempotency.remember(
-                                conn,
-                                p.job.account_id,
-                                p.idempotency.key,
-                                p.idempotency.request_hash,
-                                p.job.id,
-                                self.clock(),
-                            )
-                    await notify(conn, WORK)
+                    await self._write(conn, batch)
             except Exception as exc:
                 for p in batch:
                     p.error = exc
             finally:
                 for p in batch:
                     p.done = True
+
+    async def _write(self, conn: AsyncConnection, batch: list[_Pending]) -> None:
+        """Admit the batch's jobs in order and write the admitted ones: a statement per
+        kind of row, however many jobs (and one conditional UPDATE per charged account).
+        Refused jobs get their error and leave nothing behind."""
+        now = self.clock()
+        gate = await Admission.begin(conn, [(p.job, p.key_max_concurrent) for p in batch])
+        # Read under the accounts' row locks, so two racing submits with one key cannot
+        # both miss each other (PostgreSQL; SQLite's write transactions are serial).
+        seen = await accounts.find_idempotency_keys(
+            conn,
+            {(p.job.account_id, p.idempotency.key) for p in batch if p.idempotency is not None},
+            now,
+        )
+        admitted: list[_Pending] = []
+        for p in batch:
+            try:
+                gate.check_account(p.job)
+                if p.idempotency is not None:
+                    p.existing = _existing(seen, p.job, p.idempotency)
+                    if p.existing is not None:
+                        continue
+                gate.admit(p.job, key_max_concurrent=p.key_max_concurrent)
+            except ImagegateError as exc:
+                p.error = exc
+                continue
+            admitted.append(p)
+            if p.idempotency is not None:
+                # A later submit of this batch with the key finds this job, as it would
+                # have had it come one transaction later.
+                key = (p.job.account_id, p.idempotency.key)
+                seen[key] = idempotency.Seen(p.idempotency.request_hash, p.job.id)
+        if refused := {job.id for job in await gate.charge(conn, now)}:
+            for p in batch:
+                if p.job.id in refused or p.existing in refused:
+                    p.error, p.existing = ChargeFailedError(), None
+            admitted = [p for p in admitted if p.error is None]
+        if not admitted:
+            return
+        await repo.insert_jobs(conn, [p.job for p in admitted])
+        await accounts.remember_idempotency_keys(
+            conn,
+            [
+                (p.job.account_id, p.idempotency.key, p.idempotency.request_hash, p.job.id)
+                for p in admitted
+                if p.idempotency is not None
+            ],
+            now,
+        )
+        await notify(conn, WORK)
+
+
+def _existing(
+    seen: dict[tuple[str, str], idempotency.Seen], job: Job, key: Idempotency
+) -> str | None:
+    """The job ``key`` already made for the same request, if any; a different request
+    under the key is a 400."""
+    found = seen.get((job.account_id, key.key))
+    if found is None:
+        return None
+    if found.request_hash != key.request_hash:
+        raise IdempotencyConflict()
+    return found.prediction_id
