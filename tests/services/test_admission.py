@@ -167,12 +167,12 @@ async def test_an_account_the_batch_cannot_charge_gets_a_clear_error_and_nothing
     # Cannot happen while the row lock holds; the conditional UPDATE is the safety net.
     await add_account(db, "m", balance=10 * CENT)
     await add_account(db, "n", balance=10 * CENT)
-    debit_many = accounts.debit_many
+    debit_many = ledger.debit_many
 
     async def refuse_m(conn: Any, account_id: str, *args: Any) -> bool:
         return account_id != "m" and await debit_many(conn, account_id, *args)
 
-    monkeypatch.setattr(accounts, "debit_many", refuse_m)
+    monkeypatch.setattr(ledger, "debit_many", refuse_m)
     key = Idempotency("order-3", "hash")
     outcomes = await one_batch(
         JobInserter(db, utc_now),

@@ -25,7 +25,7 @@ from imagegate.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from imagegate.store import accounts, jobs
+from imagegate.store import accounts, jobs, ledger
 from imagegate.store.accounts import AccountRecord
 
 log = logging.getLogger("imagegate.admission")
@@ -136,7 +136,7 @@ class Admission:
             if not charged:
                 continue
             debits = [(job.id, job.price_micros) for job in charged]
-            if not await accounts.debit_many(conn, account_id, debits, now):
+            if not await ledger.debit_many(conn, account_id, debits, now):
                 log.error(
                     "the balance did not cover the jobs admitted against it; refused them",
                     extra={"account_id": account_id, "jobs": len(charged)},

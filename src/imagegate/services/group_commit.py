@@ -18,7 +18,7 @@ from imagegate.domain.jobs import Job
 from imagegate.errors import BadRequestError, ImagegateError
 from imagegate.services.admission import Admission, ChargeFailedError
 from imagegate.services.clock import Clock
-from imagegate.store import accounts, idempotency
+from imagegate.store import idempotency
 from imagegate.store import jobs as repo
 from imagegate.store.engine import Database
 from imagegate.store.notifications import WORK, notify
@@ -101,7 +101,7 @@ class JobInserter:
         gate = await Admission.begin(conn, [(p.job, p.key_max_concurrent) for p in batch])
         # Read under the accounts' row locks, so two racing submits with one key cannot
         # both miss each other (PostgreSQL; SQLite's write transactions are serial).
-        seen = await accounts.find_idempotency_keys(
+        seen = await idempotency.find_many(
             conn,
             {(p.job.account_id, p.idempotency.key) for p in batch if p.idempotency is not None},
             now,
@@ -132,7 +132,7 @@ class JobInserter:
         if not admitted:
             return
         await repo.insert_jobs(conn, [p.job for p in admitted])
-        await accounts.remember_idempotency_keys(
+        await idempotency.remember_many(
             conn,
             [
                 (p.job.account_id, p.idempotency.key, p.idempotency.request_hash, p.job.id)

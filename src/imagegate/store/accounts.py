@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.domain.rates import NO_LIMITS, Limits
-from imagegate.store.idempotency import WINDOW, Seen
-from imagegate.store.ledger import Kind
-from imagegate.store.tables import accounts, api_keys, idempotency_keys, ledger
+from imagegate.store.tables import accounts, api_keys
 
 
 @dataclass(frozen=True)
@@ -165,23 +163,13 @@ async def touch_key(conn: AsyncConnection, key_id: str, now: datetime) -> None:
     await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
 
 
-# --- a group commit's accounts, all at once (services/admission.py) ---
-
-# Built once: a batch of submits runs these on every flush.
+# Built once: a group commit locks its batch's accounts on every flush.
 _LOCK_MANY = (
     select(accounts)
     .where(accounts.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(accounts.c.id)
     .with_for_update()
 )
-_DEBIT = (
-    update(accounts)
-    .where(
-        accounts.c.id == bindparam("account_id"), accounts.c.balance_micros >= bindparam("total")
-    )
-    .values(balance_micros=accounts.c.balance_micros - bindparam("total"))
-)
-_LEDGER_INSERT = insert(ledger)
 
 
 async def lock_accounts(
@@ -194,79 +182,3 @@ async def lock_accounts(
         return {}
     rows = (await conn.execute(_LOCK_MANY, {"ids": sorted(account_ids)})).mappings()
     return {row["id"]: _account(row) for row in rows}
-
-
-async def debit_many(
-    conn: AsyncConnection, account_id: str, charges: Sequence[tuple[str, int]], now: datetime
-) -> bool:
-    """Charge a metered account for several predictions, ``(prediction_id, amount)`` each:
-    one conditional UPDATE of the total and a charge row per prediction, as
-    ``ledger.debit`` writes one at a time. False, with nothing written, when the balance
-    does not cover the total or the account is unmetered."""
-    total = sum(amount for _, amount in charges)
-    result = await conn.execute(_DEBIT, {"account_id": account_id, "total": total})
-    if result.rowcount != 1:
-        return False
-    await conn.execute(
-        _LEDGER_INSERT,
-        [
-            {
-                "account_id": account_id,
-                "prediction_id": prediction_id,
-                "kind": Kind.CHARGE.value,
-                "amount_micros": -amount,
-                "created_at": now,
-            }
-            for prediction_id, amount in charges
-        ],
-    )
-    return True
-
-
-# Here rather than in store/idempotency.py for now, beside the batch's other account
-# reads and writes; they keep that module's rules (a 24 h window, an expired use forgotten).
-_KEY_PAIR = tuple_(idempotency_keys.c.account_id, idempotency_keys.c.key)
-
-
-async def find_idempotency_keys(
-    conn: AsyncConnection, pairs: Collection[tuple[str, str]], now: datetime
-) -> dict[tuple[str, str], Seen]:
-    """``idempotency.find`` for many ``(account_id, key)`` pairs in one query: the pairs
-    used in the last 24 h, each with the submit it made."""
-    if not pairs:
-        return {}
-    query = select(idempotency_keys).where(
-        _KEY_PAIR.in_(sorted(pairs)), idempotency_keys.c.created_at > now - WINDOW
-    )
-    return {
-        (row["account_id"], row["key"]): Seen(row["request_hash"], row["prediction_id"])
-        for row in (await conn.execute(query)).mappings()
-    }
-
-
-async def remember_idempotency_keys(
-    conn: AsyncConnection, uses: Sequence[tuple[str, str, str, str]], now: datetime
-) -> None:
-    """``idempotency.remember`` for many ``(account_id, key, request_hash,
-    prediction_id)``, each pair once: one DELETE of expired uses, one INSERT."""
-    if not uses:
-        return
-    pairs = sorted({(account_id, key) for account_id, key, _, _ in uses})
-    await conn.execute(
-        delete(idempotency_keys).where(
-            _KEY_PAIR.in_(pairs), idempotency_keys.c.created_at <= now - WINDOW
-        )
-    )
-    await conn.execute(
-        insert(idempotency_keys),
-        [
-            {
-                "account_id": account_id,
-                "key": key,
-                "request_hash": request_hash,
-                "prediction_id": prediction_id,
-                "created_at": now,
-            }
-            for account_id, key, request_hash, prediction_id in uses
-        ],
-    )

@@ -4,11 +4,12 @@ connection and never commit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imagegate.store.tables import accounts, ledger
@@ -49,20 +50,40 @@ async def _record(
     )
 
 
-async def debit(
-    conn: AsyncConnection, account_id: str, amount: int, now: datetime, prediction_id: str
-) -> bool:
-    """Charge ``amount`` if the balance covers it, in one conditional UPDATE: however many
-    submits race, a balance never goes below zero. False when it does not cover it, and
-    for an unmetered account (NULL balance), which the caller tells apart."""
-    result = await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id, accounts.c.balance_micros >= amount)
-        .values(balance_micros=accounts.c.balance_micros - amount)
+# Built once: a group commit charges its batch's jobs on every flush.
+_DEBIT = (
+    update(accounts)
+    .where(
+        accounts.c.id == bindparam("account_id"), accounts.c.balance_micros >= bindparam("total")
     )
+    .values(balance_micros=accounts.c.balance_micros - bindparam("total"))
+)
+
+
+async def debit_many(
+    conn: AsyncConnection, account_id: str, charges: Sequence[tuple[str, int]], now: datetime
+) -> bool:
+    """Charge a metered account for several predictions, ``(prediction_id, amount)`` each:
+    one conditional UPDATE of the total, so however submits race a balance never goes
+    below zero, and a charge row per prediction. False, with nothing written, when the
+    balance does not cover the total or the account is unmetered."""
+    total = sum(amount for _, amount in charges)
+    result = await conn.execute(_DEBIT, {"account_id": account_id, "total": total})
     if result.rowcount != 1:
         return False
-    await _record(conn, account_id, Kind.CHARGE, -amount, now, prediction_id)
+    await conn.execute(
+        insert(ledger),
+        [
+            {
+                "account_id": account_id,
+                "prediction_id": prediction_id,
+                "kind": Kind.CHARGE.value,
+                "amount_micros": -amount,
+                "created_at": now,
+            }
+            for prediction_id, amount in charges
+        ],
+    )
     return True
 
 
