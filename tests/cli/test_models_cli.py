@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from imagegate.cli.main import app
@@ -90,3 +91,37 @@ def test_a_misspelt_diffusers_option_stops_with_the_entry_named(tmp_path: Path) 
     code, _, err = run({"IMAGEGATE_MODELS": str(models)}, "models", "list")
     assert code == 2
     assert 'models."a/b": stpes: Extra inputs are not permitted' in err
+
+
+def test_models_list_shows_a_routes_strategy_and_targets(tmp_path: Path) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(
+        '[models."k/o1"]\ntasks = ["text-to-image"]\nstrategy = "spill"\n'
+        '[[models."k/o1".targets]]\nbackend = "mock"\n'
+        '[[models."k/o1".targets]]\nbackend = "upstream"\nprovider = "wavespeed"\n'
+        'base_url = "https://api.wavespeed.ai"\napi_keys_env = "WS_KEYS_FOR_THIS_TEST"\n'
+        'upstream_model = "kwaivgi/kling-image-o1"\n'
+    )
+    code, out, _ = run({"IMAGEGATE_MODELS": str(models)}, "models", "list")
+    assert code == 0
+    assert "strategy=spill  targets=local(mock),wavespeed(kwaivgi/kling-image-o1)" in out
+
+
+def test_a_provider_target_without_keys_is_a_warning_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imagegate.cli.models import registry_or_exit
+    from imagegate.settings import Settings
+
+    models = tmp_path / "models.toml"
+    models.write_text(
+        '[models."k/o1"]\ntasks = ["text-to-image"]\n'
+        '[[models."k/o1".targets]]\nbackend = "upstream"\nprovider = "fal"\n'
+        'base_url = "https://queue.fal.run"\napi_keys_env = "FAL_KEYS_UNSET_IN_THIS_TEST"\n'
+        'upstream_model = "fal-ai/flux/dev"\n'
+    )
+    registry_or_exit(Settings(models=models), needs_backends=True)
+    assert capsys.readouterr().err == (
+        "warning: k/o1: target fal has no API keys: $FAL_KEYS_UNSET_IN_THIS_TEST is unset; "
+        "its jobs will go to the next target or fail\n"
+    )

@@ -29,7 +29,25 @@ def registry_or_exit(settings: Settings, *, needs_backends: bool = False) -> Reg
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if needs_backends:
+        _warn_missing_keys(registry)
     return registry
+
+
+def _warn_missing_keys(registry: Registry) -> None:
+    """Say at start, not at the first job, that a provider target has no keys: its jobs
+    would move to the next target, or fail."""
+    import os
+
+    for spec in registry.routes.values():
+        for target in spec.all_targets:
+            env = target.upstream.api_keys_env if target.upstream else None
+            if env and not os.environ.get(env, "").strip():
+                typer.echo(
+                    f"warning: {spec.route}: target {target.name} has no API keys: "
+                    f"${env} is unset; its jobs will go to the next target or fail",
+                    err=True,
+                )
 
 
 def _weights(spec: RouteSpec) -> str:
@@ -53,11 +71,19 @@ def _weights(spec: RouteSpec) -> str:
 
 @models_app.command("list")
 def models_list() -> None:
-    """Each route: its backend, tasks, batch size and where its weights are."""
+    """Each route: its backend, tasks, batch size and where its weights are; for a route
+    with several targets, the strategy and each target."""
     for spec in registry_or_exit(Settings()).routes.values():
+        targets = ""
+        if len(spec.all_targets) > 1 or spec.local_target is None:
+            named = ",".join(
+                f"{t.name}({t.upstream.upstream_model})" if t.upstream else f"local({t.backend})"
+                for t in spec.all_targets
+            )
+            targets = f"  strategy={spec.strategy}  targets={named}"
         typer.echo(
             f"{spec.route}  backend={spec.backend}  tasks={','.join(spec.tasks)}  "
-            f"max_batch={spec.max_batch}  {_weights(spec)}".rstrip()
+            f"max_batch={spec.max_batch}{targets}  {_weights(spec)}".rstrip()
         )
 
 
