@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from imagegate import __version__
 from imagegate.api import envelope
 from imagegate.api.limits import BodySizeLimit, RateLimitHeaders
-from imagegate.api.routes import admin, events, media, ops, predictions
+from imagegate.api.routes import admin, events, media, ops, predictions, upstream_hooks
 from imagegate.services.clock import Clock, utc_now
 from imagegate.services.container import Services, open_services
 from imagegate.settings import Settings
@@ -68,6 +68,7 @@ def create_app(
     app.include_router(predictions.router)
     app.include_router(events.router)
     app.include_router(admin.router)
+    app.include_router(upstream_hooks.router)
     # Last: its /{owner}/{model}/{task} pattern would shadow the fixed paths above.
     app.include_router(predictions.submit_router)
     app.add_middleware(RateLimitHeaders)

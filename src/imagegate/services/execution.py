@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
 from imagegate.domain.jobs import MAX_ATTEMPTS, Job
 from imagegate.domain.registry import RouteSpec
+from imagegate.domain.signing import sign
 from imagegate.queue import leases
 from imagegate.services.clock import Clock
 from imagegate.services.media import MediaService
@@ -66,6 +68,27 @@ class ExecutionService:
             return await leases.heartbeat(
                 conn, job.id, worker_id, self.clock(), self.settings.lease_s, progress
             )
+
+    def upstream_webhook_url(self, job: Job) -> str | None:
+        """Where a provider may call when ``job`` ends there, or None without a public
+        address. The path carries an HMAC of the job id, so only someone given the URL
+        can wake the job (and waking it only makes the worker read the job sooner)."""
+        base = self.settings.public_base_url
+        if not base:
+            return None
+        return f"{base}/upstream/v1/hooks/{job.id}/{self._hook_token(job.id)}"
+
+    def _hook_token(self, job_id: str) -> str:
+        return sign(self.media.secret, f"upstream-hook:{job_id}", 0)
+
+    async def upstream_called(self, job_id: str, token: str) -> bool:
+        """A provider says the job ended: wake whoever waits for it, in any process."""
+        if not hmac.compare_digest(self._hook_token(job_id), token):
+            return False
+        async with self.db.write() as conn:
+            await notify(conn, job_id)
+        self.signals.job_changed(job_id)
+        return True
 
     async def current(self, job_id: str) -> Job | None:
         async with self.db.read() as conn:

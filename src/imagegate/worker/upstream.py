@@ -241,7 +241,7 @@ class UpstreamRunner:
         deadline = time.monotonic() + options.max_wait_s
         delay = options.poll_interval_s
         while True:
-            pause: float | None = delay
+            pause: float = delay
             try:
                 outcome = await adapter.poll(key, upstream_id)
             except UpstreamError as exc:
@@ -256,12 +256,25 @@ class UpstreamRunner:
                 pause = outcome.retry_after_s
             if time.monotonic() >= deadline:
                 await self._give_up(adapter, key, upstream_id, options)
-            with anyio.move_on_after(pause):
-                await cancelled.wait()
+            await self._pause(job, cancelled, pause)
             if cancelled.is_set():
                 await self._stop_upstream(job, adapter, key, upstream_id)
                 raise JobCancelled()
             delay = min(delay * 1.5, options.max_poll_interval_s)
+
+    async def _pause(self, job: Job, cancelled: anyio.Event, seconds: float) -> None:
+        """Sleep until the next poll, or less: a cancel, or the provider's webhook (which
+        marks the job changed), ends it early."""
+
+        async def watch_job() -> None:
+            await self.execution.signals.wait_job_changed(job.id, seconds)
+            group.cancel_scope.cancel()
+
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as group:
+                group.start_soon(watch_job)
+                await cancelled.wait()
+                group.cancel_scope.cancel()
 
     async def _give_up(
         self, adapter: Adapter, key: str, upstream_id: str, options: UpstreamOptions
@@ -321,6 +334,7 @@ class UpstreamRunner:
             negative_prompt=params.negative_prompt,
             references=references,
             client_ref=f"{job.id}-{job.hop}",
+            webhook_url=self.execution.upstream_webhook_url(job),
         )
 
     async def _bring_home(self, job: Job, finished: Finished, started: float) -> UpstreamResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,6 +31,19 @@ class ReplicateServer(ProviderServer):
         super().reset()
         self.single_output = False  # a model whose output is one URL, not a list
         self.versions: dict[str, str] = {}  # prediction id -> the version it was made with
+        self.webhooks: dict[str, str] = {}  # prediction id -> where to call when it ends
+        self.webhook_answers: list[int] = []
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock; as Replicate does, POST each prediction that has now ended to
+        the webhook given with it (the body is the prediction)."""
+        super().advance(seconds)
+        for job_id, url in list(self.webhooks.items()):
+            job = self.jobs[job_id]
+            if self.done(job) or job.canceled:
+                del self.webhooks[job_id]
+                answer = httpx.post(url, json=self.prediction(job), timeout=10)
+                self.webhook_answers.append(answer.status_code)
 
     def routes(self) -> list[Route]:
         return [
@@ -89,6 +103,8 @@ class ReplicateServer(ProviderServer):
             return _problem(422, "Input validation failed", "- version: version is required")
         job = self.new_job(int(body["input"].get("num_outputs", 1)))
         self.versions[job.id] = body.get("version", "")
+        if body.get("webhook"):
+            self.webhooks[job.id] = body["webhook"]
         return JSONResponse({**self.prediction(job), "status": "starting"}, status_code=201)
 
     async def get(self, request: Request) -> Response:

@@ -65,6 +65,9 @@ class UpstreamRequest:
     # Names this submit to the provider (the job id and its hop): sent as the
     # Idempotency-Key, or as the provider's own client reference where it has one.
     client_ref: str = ""
+    # Where the provider may call when the job ends (set when imagegate has a public
+    # address): it only wakes the waiting worker, which then reads the job as usual.
+    webhook_url: str | None = None
 
 
 @dataclass(frozen=True)

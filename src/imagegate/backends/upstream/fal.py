@@ -79,6 +79,7 @@ class FalAdapter:
             timeout=self.options.submit_timeout,
             codes=_CODES,
             json=self.body(request),
+            params={"fal_webhook": request.webhook_url} if request.webhook_url else None,
             headers=self._headers(key),
         )
         request_id = http.json_object(response, self.name).get("request_id")

@@ -68,12 +68,13 @@ class ReplicateAdapter:
 
     def _create(self, request: UpstreamRequest) -> tuple[str, dict[str, Any]]:
         model, _, version = self.options.model_for(request.task).partition(":")
+        body: dict[str, Any] = {"input": self.inputs(request)}
+        if request.webhook_url:
+            body["webhook"] = request.webhook_url
+            body["webhook_events_filter"] = ["completed"]
         if version:
-            return f"{self.base}/v1/predictions", {
-                "version": version,
-                "input": self.inputs(request),
-            }
-        return f"{self.base}/v1/models/{model}/predictions", {"input": self.inputs(request)}
+            return f"{self.base}/v1/predictions", {"version": version, **body}
+        return f"{self.base}/v1/models/{model}/predictions", body
 
     async def submit(self, key: str, request: UpstreamRequest) -> Submitted | Finished:
         url, body = self._create(request)

@@ -46,6 +46,8 @@ class V3Adapter:
             body["negative_prompt"] = request.negative_prompt
         if request.references:
             body["images"] = [ref.data_uri() for ref in request.references]
+        if request.webhook_url:
+            body["webhook"] = request.webhook_url
         return body
 
     async def submit(self, key: str, request: UpstreamRequest) -> Submitted | Finished:
