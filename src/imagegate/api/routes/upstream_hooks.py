@@ -23,7 +23,7 @@ Token = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
 @router.post(
     "/hooks/{prediction_id}/{token}",
     response_model=Envelope[Health],
-    responses=errors(404),
+    responses=errors(400, 404),
     summary="A provider's call that an upstream job ended (the URL is imagegate's to give)",
 )
 async def upstream_hook(services: ServicesDep, prediction_id: Id, token: Token) -> Response:
