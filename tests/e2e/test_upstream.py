@@ -1,7 +1,8 @@
 """A gateway imagegate forwarding its route to an upstream imagegate (the provider), both
 real processes on 127.0.0.1: exactly one upstream job per customer job through failover,
 a SIGKILL while waiting, a lost submit answer and a key out of credit; and spill-over from
-a busy local model. Each test runs with the gateway on SQLite and on PostgreSQL."""
+a busy local model. The fault tests run with the gateway on SQLite and on PostgreSQL; the
+others, whose database work is the same as theirs, on SQLite (each costs two servers)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from tests.upstream.provider_servers.base import running
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_forwarded_job_completes_with_the_providers_images_stored_here(
     make_server: ServerFactory,
 ) -> None:
@@ -200,6 +202,7 @@ def test_a_key_out_of_credit_is_taken_out_and_the_next_key_used(
     assert "taken out of use" in gateway.log_text()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_spill_serves_an_idle_route_locally_and_sends_a_long_queue_upstream(
     make_server: ServerFactory,
 ) -> None:
@@ -236,6 +239,7 @@ def test_spill_serves_an_idle_route_locally_and_sends_a_long_queue_upstream(
         print(f"{job_id} ran on {where:<10} executionTime {ms} ms")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_job_past_its_wait_and_a_cancelled_job_are_cancelled_at_the_provider_too(
     make_server: ServerFactory,
 ) -> None:
@@ -279,6 +283,7 @@ def test_a_job_past_its_wait_and_a_cancelled_job_are_cancelled_at_the_provider_t
     assert balance == "1.00"  # both refunded
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_jobs_stuck_behind_a_stalled_local_model_move_to_the_provider(
     make_server: ServerFactory,
 ) -> None:

@@ -35,6 +35,7 @@ max_poll_interval_s = 30
 """
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_providers_webhook_ends_the_wait_at_once(make_server: ServerFactory) -> None:
     with running(ReplicateServer()) as provider:
         provider.delay_s = 5
