@@ -88,6 +88,17 @@ class Finished:
     nsfw: list[bool] = field(default_factory=list)
 
 
+class HttpAdapter:
+    """What every adapter holds: its target's options, the worker's shared HTTP client,
+    the provider's base URL and name (for messages)."""
+
+    def __init__(self, options: UpstreamOptions, client: httpx.AsyncClient) -> None:
+        self.options = options
+        self.http = client
+        self.base = options.base_url.rstrip("/")
+        self.name = options.provider
+
+
 class Adapter(Protocol):
     def __init__(self, options: UpstreamOptions, http: httpx.AsyncClient) -> None: ...
 

@@ -17,6 +17,7 @@ from imagegate.backends.upstream import http
 from imagegate.backends.upstream.base import (
     ErrorKind,
     Finished,
+    HttpAdapter,
     Pending,
     Submitted,
     UpstreamError,
@@ -42,12 +43,9 @@ def requests_path(model: str) -> str:
     return "/".join(parts[:keep]) + "/requests"
 
 
-class FalAdapter:
+class FalAdapter(HttpAdapter):
     def __init__(self, options: UpstreamOptions, client: httpx.AsyncClient) -> None:
-        self.options = options
-        self.http = client
-        self.base = options.base_url.rstrip("/")
-        self.name = options.provider
+        super().__init__(options, client)
         self.requests = f"{self.base}/{requests_path(options.upstream_model)}"
 
     def _headers(self, key: str) -> dict[str, str]:

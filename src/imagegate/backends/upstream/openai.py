@@ -16,18 +16,16 @@ import binascii
 import math
 from typing import Any
 
-import httpx
-
 from imagegate.backends.upstream import http
 from imagegate.backends.upstream.base import (
     ErrorKind,
     Finished,
+    HttpAdapter,
     Pending,
     Submitted,
     UpstreamError,
     UpstreamRequest,
 )
-from imagegate.domain.providers import UpstreamOptions
 
 SIZES: tuple[tuple[int, int], ...] = ((1024, 1024), (1536, 1024), (1024, 1536))
 # OpenAI's error codes where the status misleads: an account out of credit answers 429
@@ -49,13 +47,7 @@ def size_for(width: int, height: int) -> str:
     return f"{w}x{h}"
 
 
-class OpenAIAdapter:
-    def __init__(self, options: UpstreamOptions, client: httpx.AsyncClient) -> None:
-        self.options = options
-        self.http = client
-        self.base = options.base_url.rstrip("/")
-        self.name = options.provider
-
+class OpenAIAdapter(HttpAdapter):
     def fields(self, request: UpstreamRequest) -> dict[str, Any]:
         return {
             "model": self.options.model_for(request.task),

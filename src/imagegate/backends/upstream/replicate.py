@@ -16,17 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from imagegate.backends.upstream import http
 from imagegate.backends.upstream.base import (
     Finished,
+    HttpAdapter,
     Pending,
     Submitted,
     UpstreamError,
     UpstreamRequest,
 )
-from imagegate.domain.providers import UpstreamOptions
 from imagegate.domain.sizes import snap_aspect
 
 _FAILED = frozenset({"failed", "canceled", "aborted"})
@@ -36,13 +34,7 @@ _FLUX_ASPECT = {"2:1": "16:9"}
 _FORMATS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
-class ReplicateAdapter:
-    def __init__(self, options: UpstreamOptions, client: httpx.AsyncClient) -> None:
-        self.options = options
-        self.http = client
-        self.base = options.base_url.rstrip("/")
-        self.name = options.provider
-
+class ReplicateAdapter(HttpAdapter):
     def _headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 

@@ -15,21 +15,15 @@ import httpx
 from imagegate.backends.upstream import http
 from imagegate.backends.upstream.base import (
     Finished,
+    HttpAdapter,
     Pending,
     Submitted,
     UpstreamError,
     UpstreamRequest,
 )
-from imagegate.domain.providers import UpstreamOptions
 
 
-class V3Adapter:
-    def __init__(self, options: UpstreamOptions, client: httpx.AsyncClient) -> None:
-        self.options = options
-        self.http = client
-        self.base = options.base_url.rstrip("/")
-        self.name = options.provider
-
+class V3Adapter(HttpAdapter):
     def _headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
 
