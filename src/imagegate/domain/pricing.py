@@ -8,6 +8,9 @@ and an amount finer than a micro-dollar is refused rather than rounded.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 MICROS_PER_USD = 1_000_000
 # A sanity bound far above any real price or balance; it keeps amounts inside 63 bits.
@@ -16,6 +19,17 @@ MAX_MICROS = 10**15
 
 class AmountError(ValueError):
     pass
+
+
+def _not_a_bool(value: object) -> object:
+    # pydantic would read ``price = true`` as 1.0: a dollar an image, silently.
+    if isinstance(value, bool):
+        raise ValueError("must be an amount in dollars, not true/false")
+    return value
+
+
+# A dollar amount in a settings file, checked exactly by ``parse_usd`` once read.
+DollarField = Annotated[float | int | str, BeforeValidator(_not_a_bool)]
 
 
 def parse_usd(value: object, *, allow_zero: bool = True) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from imagegate.domain.pricing import AmountError, parse_usd
+from imagegate.domain.pricing import AmountError, DollarField, parse_usd
 from imagegate.domain.requests import JobParams
 
 Provider = Literal["wavespeed", "gptproto", "imagegate", "fal", "replicate", "openai"]
@@ -61,7 +61,7 @@ class UpstreamOptions(BaseModel):
     task_models: dict[str, str] = Field(default_factory=dict)
     max_concurrent_per_key: int = Field(default=3, ge=1, le=1000)
     # What the provider charges per image (dollars), for the margin report.
-    cost: float | int | str = 0
+    cost: DollarField = 0
     # Send a submit again after its answer was lost (a timeout, a 504) only when the
     # provider is known to recognise the repeat; unset: the provider's known behaviour.
     resend_lost_submits: bool | None = None
@@ -76,14 +76,6 @@ class UpstreamOptions(BaseModel):
     # for ``circuit_cooldown_s``; then one job is let through to try it.
     circuit_failures: int = Field(default=5, ge=1)
     circuit_cooldown_s: float = Field(default=30.0, gt=0)
-
-    @field_validator("cost", mode="before")
-    @classmethod
-    def _no_bool(cls, value: object) -> object:
-        # pydantic would read ``cost = true`` as 1.0: a dollar an image, silently.
-        if isinstance(value, bool):
-            raise ValueError("must be an amount in dollars, not true/false")
-        return value
 
     @property
     def capabilities(self) -> Capabilities:

@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imagegate.domain.diffusers_options import DiffusersOptions
-from imagegate.domain.pricing import AmountError, job_price, parse_usd
+from imagegate.domain.pricing import AmountError, DollarField, job_price, parse_usd
 from imagegate.domain.providers import UpstreamOptions, check_cost
 from imagegate.errors import NotFoundError
 
@@ -67,8 +67,8 @@ class _Entry(BaseModel):
     tasks: list[str] = Field(min_length=1)
     # Dollars per image at 1k and at 2k (2k defaults to the 1k price); checked as exact
     # decimals by ``pricing.parse_usd``, so any float, int or text is accepted here.
-    price: float | int | str = 0
-    price_2k: float | int | str | None = None
+    price: DollarField = 0
+    price_2k: DollarField | None = None
     # What a prompt the policy forbids, or an output the image check finds unsafe, does:
     # "block" fails it (400/503, never stored, refunded); "flag" lets it through, marked.
     safety: Literal["block", "flag"] = "block"
@@ -77,14 +77,6 @@ class _Entry(BaseModel):
     # Targets a job may move on to after the first fails (default: all of them).
     max_failovers: int | None = Field(default=None, ge=0)
     targets: list[dict[str, Any]] | None = None
-
-    @field_validator("price", "price_2k", mode="before")
-    @classmethod
-    def _no_bool(cls, value: object) -> object:
-        # pydantic would read ``price = true`` as 1.0: a dollar an image, silently.
-        if isinstance(value, bool):
-            raise ValueError("must be an amount in dollars, not true/false")
-        return value
 
 
 @dataclass(frozen=True)
