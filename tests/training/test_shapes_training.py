@@ -18,7 +18,15 @@ from imagegate.backends.base import GenerationInput
 from imagegate.backends.diffusers import DiffusersBackend
 from imagegate.training import shapes_model
 from imagegate.training.evaluate import evaluate
-from imagegate.training.shapes import Plan, Trainer, _object_masks, _scene_batches, min_snr_weights
+from imagegate.training.shapes import (
+    Plan,
+    Trainer,
+    _edges,
+    _object_masks,
+    _scene_batches,
+    min_snr_weights,
+    standardise_latents,
+)
 from tests.backends.conftest import diffusers_spec
 
 TOY = Plan(
@@ -46,11 +54,16 @@ def test_a_toy_run_trains_every_stage_and_saves_a_servable_pipeline(tmp_path: Pa
     )
     [images] = backend.generate([request], lambda step, total: None)
     assert [image.size for image in images] == [(1024, 1024), (1024, 1024)]
-    assert backend._text.vae.config.scaling_factor != 1.0  # measured on the encoded scenes
+    # the latents' standardisation lives in the VAE's own weights, not in a scaling factor
+    assert backend._text.vae.config.scaling_factor == 1.0
     backend.close()
+    latents = torch.load(tmp_path / "work" / "latents.pt", weights_only=False)["latents"].float()
+    assert torch.allclose(latents.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-2)
+    assert torch.allclose(latents.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-2)
 
     report = evaluate(out, single=5, double=3, steps=2, batch=4, grid_path=tmp_path / "grid.png")
     assert (report.single.images, report.double.images) == (5, 3)
+    assert (report.single_reconstructed.images, report.double_reconstructed.images) == (5, 3)
     # the ground truth of the very captions scored passes the judge: the scores are sound
     assert report.single_judge_on_truth.all_right == report.double_judge_on_truth.all_right == 1
     with Image.open(tmp_path / "grid.png") as grid:
@@ -136,3 +149,32 @@ def test_object_masks_mark_the_objects_and_no_background_gradient_included() -> 
         assert mask[0, :, :2].sum() == mask[0, :, -2:].sum() == 0
         drawn = sum(o.diameter**2 for o in scene.objects) * 64 * 64
         assert 0.3 * drawn < mask.sum() < 1.2 * drawn  # about the objects' area
+
+
+def test_standardising_the_latents_inside_the_vae_changes_no_decoded_pixel() -> None:
+    torch.manual_seed(0)
+    vae = shapes_model.vae(shapes_model.Widths(vae=(8, 16, 16)))
+    images = torch.rand(4, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        raw = vae.encode(images).latent_dist
+        before = vae.decode(raw.mode()).sample
+        mean, std = raw.mode().mean(dim=(0, 2, 3)), raw.mode().std(dim=(0, 2, 3))
+        standardise_latents(vae, mean, std)
+        standard = vae.encode(images).latent_dist
+        after = vae.decode(standard.mode()).sample
+    shape = (1, -1, 1, 1)
+    assert torch.allclose(
+        standard.mode(), (raw.mode() - mean.view(shape)) / std.view(shape), atol=1e-5
+    )
+    assert torch.allclose(standard.std, raw.std / std.view(shape), rtol=1e-4)  # sampling too
+    assert torch.allclose(after, before, atol=1e-4)
+    assert vae.config.scaling_factor == 1.0
+
+
+def test_edges_are_the_band_where_an_object_meets_its_background() -> None:
+    masks = torch.zeros(1, 1, 10, 10)
+    masks[0, 0, 3:7, 3:7] = 1  # a 4x4 square
+    edges = _edges(masks)[0, 0]
+    assert edges[5, 5] == 0 and edges[0, 0] == 0  # deep inside, far outside
+    assert edges[3, 3] == edges[2, 2] == edges[3, 5] == 1  # its rim, inside and out
+    assert int(edges.sum()) == 6 * 6 - 2 * 2  # grown by one pixel, less shrunk by one

@@ -3,8 +3,8 @@
 Captions come from the held-out phrasings by default, so the scores say whether the model
 follows prompts worded in ways it never saw in training. Images are made by the diffusers
 backend, the code path the server runs, at the model's native 64x64. The same captions'
-ground-truth renders are judged too, so every report carries the judge's own accuracy
-beside the model's.
+ground-truth renders are judged too, as they are and through the model's autoencoder, so
+every report carries the judge's own accuracy and the decoder's ceiling beside the model's.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from PIL import Image, ImageDraw
 
 from imagegate.backends.base import GenerationInput
@@ -105,6 +108,20 @@ def generate(backend: DiffusersBackend, items: Sequence[Case], batch: int) -> li
     return images
 
 
+def reconstruct(model: Path, images: Sequence[Image.Image]) -> list[Image.Image]:
+    """``images`` encoded and decoded by the model's autoencoder."""
+    vae = AutoencoderKL.from_pretrained(model, subfolder="vae").eval()
+    made: list[Image.Image] = []
+    with torch.no_grad():
+        for start in range(0, len(images), 50):
+            chunk = np.stack([np.asarray(i, dtype=np.float32) for i in images[start : start + 50]])
+            pixels = torch.from_numpy(chunk / 127.5 - 1.0).permute(0, 3, 1, 2)
+            decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample
+            out = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            made += [Image.fromarray(o) for o in out.permute(0, 2, 3, 1).numpy()]
+    return made
+
+
 def grid(images: Sequence[Image.Image], labels: Sequence[str], columns: int) -> Image.Image:
     """Images at 2x with their captions underneath, wrapped, in rows of ``columns``."""
     cell, text_height = NATIVE * 2, 52
@@ -144,6 +161,10 @@ class Report:
     # image that does not follow its prompt, the floor the scores above are read against.
     single_shuffled: Scores
     double_shuffled: Scores
+    # The ground truth through the model's own autoencoder (encode, decode): the most the
+    # denoiser could reach, since every image it makes is drawn by that decoder.
+    single_reconstructed: Scores
+    double_reconstructed: Scores
 
 
 def evaluate(
@@ -172,7 +193,11 @@ def evaluate(
         backend.close()
     per_image = (time.monotonic() - started) / len(made)
     verdicts = [judge(image, c.expected) for image, c in zip(made, every, strict=True)]
-    truth = [judge(scenes.render(c.scene), c.expected) for c in every]
+    renders = [scenes.render(c.scene) for c in every]
+    truth = [judge(r, c.expected) for r, c in zip(renders, every, strict=True)]
+    rebuilt = [
+        judge(r, c.expected) for r, c in zip(reconstruct(model, renders), every, strict=True)
+    ]
     shuffled = [judge(image, c.expected) for image, c in zip(made, others, strict=True)]
     if grid_path is not None:
         shown = [*range(min(24, single)), *range(single, single + min(16, double))]
@@ -189,6 +214,8 @@ def evaluate(
         double_judge_on_truth=score(truth[single:]),
         single_shuffled=score(shuffled[:single]),
         double_shuffled=score(shuffled[single:]),
+        single_reconstructed=score(rebuilt[:single]),
+        double_reconstructed=score(rebuilt[single:]),
     )
 
 
@@ -225,9 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  one object:  {report.single.line()}")
     print(f"    judge on ground truth: {report.single_judge_on_truth.line()}")
     print(f"    against another caption: {report.single_shuffled.line()}")
+    print(f"    ground truth through the autoencoder: {report.single_reconstructed.line()}")
     print(f"  two objects: {report.double.line()}")
     print(f"    judge on ground truth: {report.double_judge_on_truth.line()}")
     print(f"    against another caption: {report.double_shuffled.line()}")
+    print(f"    ground truth through the autoencoder: {report.double_reconstructed.line()}")
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
 

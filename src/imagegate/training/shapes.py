@@ -40,14 +40,19 @@ class Plan:
     vae_steps: int = 1_500
     vae_batch: int = 32
     vae_lr: float = 1e-3
+    vae_warmup: int = 100
     kl_weight: float = 1e-6
     # Objects cover a tenth of a scene: weighted equally with the background, a young
     # decoder paints them in the background's colour (seen in a trial: 53 % colours right).
     object_weight: float = 4.0
+    # A shape is its outline: the shipped decoder of 2026-11-28 rounded small stars into
+    # blobs (the judge found 1 of 32 small stars in its reconstructions), so the pixels on
+    # an object's edge count this much more again.
+    edge_weight: float = 4.0
     scenes: int = 60_000
-    unet_steps: int = 4_500
+    unet_steps: int = 3_600
     unet_batch: int = 32
-    unet_lr: float = 3e-4
+    unet_lr: float = 5e-4
     warmup: int = 200
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
@@ -85,6 +90,55 @@ def _object_masks(images: torch.Tensor, batch: list[scenes.Scene]) -> torch.Tens
     side = images.shape[-1]
     backgrounds = _images([scenes.render_bare(s.background, side) for s in batch])
     return ((images - backgrounds).abs().amax(dim=1, keepdim=True) > 0.02).float()
+
+
+def _edges(masks: torch.Tensor) -> torch.Tensor:
+    """1 on the two-pixel band where an object mask meets the background, else 0."""
+    grown = torch.nn.functional.max_pool2d(masks, 3, stride=1, padding=1)
+    shrunk = -torch.nn.functional.max_pool2d(-masks, 3, stride=1, padding=1)
+    return grown - shrunk
+
+
+def _warmup_cosine(warmup: int, total: int, floor: float = 0.05) -> Any:
+    """Learning-rate factor per step: linear warm-up, then cosine decay to ``floor``."""
+
+    def rate(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return rate
+
+
+def standardise_latents(vae: Any, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Fold a per-channel standardisation, (z - mean) / std, into the VAE itself.
+
+    One global scale (Stable Diffusion's ``scaling_factor``) left the shipped model of
+    2026-11-28 with channel means of -0.75 to 0.12 and deviations of 0.17 to 1.7: under
+    the noise, the weakest channel was all but invisible to the denoiser, and the offsets
+    had to be learned back (its backgrounds drifted to purple). The encoder's last 1x1
+    convolution now outputs standardised latents and the decoder's first one takes that
+    back, exactly, so the pipeline stays an ordinary one, with ``scaling_factor`` 1.
+    """
+    mean, std = mean.double(), std.double()
+    channels = mean.numel()
+    with torch.no_grad():
+        quant, post = vae.quant_conv, vae.post_quant_conv
+        # quant_conv writes the posterior's means, then its log-variances
+        weight, bias = quant.weight.double(), quant.bias.double()
+        weight[:channels] /= std.view(-1, 1, 1, 1)
+        bias[:channels] = (bias[:channels] - mean) / std
+        bias[channels:] -= 2 * std.log()
+        quant.weight.copy_(weight)
+        quant.bias.copy_(bias)
+        # post_quant_conv(std * z + mean) = (W * std) z + (W mean + b)
+        weight, bias = post.weight.double(), post.bias.double()
+        bias += weight[:, :, 0, 0] @ mean
+        weight *= std.view(1, -1, 1, 1)
+        post.weight.copy_(weight)
+        post.bias.copy_(bias)
+    vae.register_to_config(scaling_factor=1.0)
 
 
 def min_snr_weights(noise: Any, gamma: float) -> torch.Tensor:
@@ -137,10 +191,14 @@ class Trainer:
     def train_vae(self) -> None:
         plan = self.plan
         optimizer = torch.optim.AdamW(self.vae.parameters(), lr=plan.vae_lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _warmup_cosine(plan.vae_warmup, plan.vae_steps)
+        )
         start = 0
         if (state := self._load("vae")) is not None:
             self.vae.load_state_dict(state["vae"])
             optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
             start = state["step"]
         if start >= plan.vae_steps:
             return
@@ -149,7 +207,8 @@ class Trainer:
         bar = tqdm(range(start, plan.vae_steps), desc="vae", initial=start, total=plan.vae_steps)
         for step in bar:
             images, _, batch = next(batches)
-            weights = 1 + plan.object_weight * _object_masks(images, batch)
+            masks = _object_masks(images, batch)
+            weights = 1 + plan.object_weight * masks + plan.edge_weight * _edges(masks)
             posterior = self.vae.encode(images).latent_dist
             reconstruction = self.vae.decode(posterior.sample()).sample
             # L1 keeps flat colours and sharp edges; the tiny KL keeps latents well scaled.
@@ -157,15 +216,17 @@ class Trainer:
             loss = error + plan.kl_weight * posterior.kl().mean()
             loss.backward()
             optimizer.step()
+            schedule.step()
             optimizer.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            self._log_loss("vae", step + 1, loss.item(), plan.vae_lr)
+            self._log_loss("vae", step + 1, loss.item(), float(schedule.get_last_lr()[0]))
             if (step + 1) % plan.checkpoint_every == 0 or step + 1 == plan.vae_steps:
                 self._save(
                     "vae",
                     {
                         "vae": self.vae.state_dict(),
                         "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
                         "step": step + 1,
                     },
                 )
@@ -174,7 +235,7 @@ class Trainer:
 
     def encode_scenes(self) -> dict[str, torch.Tensor]:
         if (cached := self._load("latents")) is not None:
-            self.vae.register_to_config(scaling_factor=cached["scaling_factor"])
+            standardise_latents(self.vae, cached["mean"], cached["std"])
             return cached
         self.vae.eval()
         latents, ids = [], []
@@ -184,11 +245,13 @@ class Trainer:
                 images, captions = next(batches)
                 latents.append(self.vae.encode(images).latent_dist.mode().half())
                 ids.append(self._ids(captions))
-        stacked = torch.cat(latents)[: self.plan.scenes]
-        scaling = 1.0 / float(stacked.float().std())
-        self.vae.register_to_config(scaling_factor=scaling)
-        cached = {"latents": stacked, "ids": torch.cat(ids)[: self.plan.scenes]}
-        self._save("latents", {**cached, "scaling_factor": scaling})
+        raw = torch.cat(latents)[: self.plan.scenes].float()
+        mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
+        standardise_latents(self.vae, mean, std)
+        shape = (1, -1, 1, 1)
+        standard = ((raw - mean.view(shape)) / std.view(shape)).half()
+        cached = {"latents": standard, "ids": torch.cat(ids)[: self.plan.scenes]}
+        self._save("latents", {**cached, "mean": mean, "std": std})
         return cached
 
     def _ids(self, captions: list[str]) -> torch.Tensor:
@@ -206,17 +269,14 @@ class Trainer:
 
     def train_unet(self, data: dict[str, torch.Tensor]) -> tuple[Any, Any]:
         plan = self.plan
-        parameters = [*self.unet.parameters(), *self.text.parameters()]
+        parameters: list[torch.Tensor] = [*self.unet.parameters(), *self.text.parameters()]
         optimizer = torch.optim.AdamW(parameters, lr=plan.unet_lr, weight_decay=0.01)
 
-        def rate(step: int) -> float:
-            if step < plan.warmup:
-                return (step + 1) / plan.warmup
-            progress = (step - plan.warmup) / max(1, plan.unet_steps - plan.warmup)
-            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _warmup_cosine(plan.warmup, plan.unet_steps)
+        )
         ema_unet, ema_text = copy.deepcopy(self.unet), copy.deepcopy(self.text)
+        averaged: list[torch.Tensor] = [*ema_unet.parameters(), *ema_text.parameters()]
         start = 0
         if (state := self._load("unet")) is not None:
             self.unet.load_state_dict(state["unet"])
@@ -266,9 +326,8 @@ class Trainer:
             # third the random initial weights after 1,000 steps (seen in a trial run).
             decay = min(plan.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
-                for ema, live in ((ema_unet, self.unet), (ema_text, self.text)):
-                    for e, p in zip(ema.parameters(), live.parameters(), strict=True):
-                        e.lerp_(p, 1 - decay)
+                # one fused call for the ~300 tensors instead of a Python loop over them
+                torch._foreach_lerp_(averaged, parameters, 1 - decay)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             self._log_loss("unet", step + 1, loss.item(), float(schedule.get_last_lr()[0]))
             if (step + 1) % plan.checkpoint_every == 0 or step + 1 == plan.unet_steps:

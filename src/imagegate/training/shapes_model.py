@@ -101,11 +101,11 @@ def unet(widths: Widths = DEFAULT_WIDTHS) -> UNet2DConditionModel:
 # The cosine schedule suits small images better than SD's scaled-linear one, whose last
 # steps barely move a 16x16 latent.
 _SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"}
-# What the denoiser predicts. The shipped weights predict epsilon. "v_prediction" is the
-# candidate for the next run: at the first sampling step only 0.6 % of the signal is left,
-# and an epsilon model's clean-image estimate there multiplies its error by 13, in the steps
-# that settle the image's overall colour (the shipped model's backgrounds drift to purple
-# and grey). Not yet trained to the end and measured: see docs/demo-model.md.
+# What the denoiser predicts. The shipped weights predict epsilon. "v_prediction" was tried
+# because at the first sampling step only 0.6 % of the signal is left, and an epsilon
+# model's clean-image estimate there multiplies its error by 13, in the steps that settle
+# the image's overall colour; a short run fixed the backgrounds but lost the objects (see
+# docs/demo-model.md).
 PREDICTION = "epsilon"
 
 
