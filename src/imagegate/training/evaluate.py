@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+from diffusers.image_processor import VaeImageProcessor
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from PIL import Image, ImageDraw
 
@@ -28,6 +28,7 @@ from imagegate.domain.registry import RouteSpec
 from imagegate.training import scenes
 from imagegate.training.judge import Verdict, judge
 from imagegate.training.scenes import HELD_OUT_TEMPLATES, TRAIN_TEMPLATES, Expectation, Scene
+from imagegate.training.shapes import pixels
 
 NATIVE = 64
 
@@ -114,11 +115,9 @@ def reconstruct(model: Path, images: Sequence[Image.Image]) -> list[Image.Image]
     made: list[Image.Image] = []
     with torch.no_grad():
         for start in range(0, len(images), 50):
-            chunk = np.stack([np.asarray(i, dtype=np.float32) for i in images[start : start + 50]])
-            pixels = torch.from_numpy(chunk / 127.5 - 1.0).permute(0, 3, 1, 2)
-            decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample
-            out = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-            made += [Image.fromarray(o) for o in out.permute(0, 2, 3, 1).numpy()]
+            chunk = pixels(images[start : start + 50])
+            decoded = vae.decode(vae.encode(chunk).latent_dist.mode()).sample
+            made += VaeImageProcessor().postprocess(decoded, output_type="pil")
     return made
 
 

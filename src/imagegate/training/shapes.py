@@ -20,7 +20,7 @@ import csv
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,10 @@ class Plan:
     # Objects cover a tenth of a scene: weighted equally with the background, a young
     # decoder paints them in the background's colour (seen in a trial: 53 % colours right).
     object_weight: float = 4.0
-    # A shape is its outline: the shipped decoder of 2026-11-28 rounded small stars into
-    # blobs (the judge found 1 of 32 small stars in its reconstructions), so the pixels on
-    # an object's edge count this much more again.
+    # A shape is its outline, so the pixels on an object's edge count this much more again.
+    # With it (and a decaying rate) the judge recognised 90.5 % of ground-truth shapes
+    # through the decoder, against 84.5 % without; small rings kept their holes (1 wrong of
+    # 31, was 12), but small stars, 3 latent pixels across, are still lost (31 of 32).
     edge_weight: float = 4.0
     scenes: int = 60_000
     unet_steps: int = 3_600
@@ -62,7 +63,8 @@ class Plan:
     widths: model.Widths = model.DEFAULT_WIDTHS
 
 
-def _images(batch: list[Any]) -> torch.Tensor:
+def pixels(batch: Sequence[Any]) -> torch.Tensor:
+    """PIL images as one (N, 3, H, W) tensor in [-1, 1], the VAE's input range."""
     pixels = np.stack([np.asarray(image, dtype=np.float32) for image in batch]) / 127.5 - 1.0
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
@@ -79,7 +81,7 @@ def _scene_batches(
     while True:
         chunk = [next(stream) for _ in range(size)]
         yield (
-            _images([image for image, _, _ in chunk]),
+            pixels([image for image, _, _ in chunk]),
             [text for _, text, _ in chunk],
             [scene for _, _, scene in chunk],
         )
@@ -88,7 +90,7 @@ def _scene_batches(
 def _object_masks(images: torch.Tensor, batch: list[scenes.Scene]) -> torch.Tensor:
     """1 where a pixel differs from its scene's bare background, else 0: (N, 1, H, W)."""
     side = images.shape[-1]
-    backgrounds = _images([scenes.render_bare(s.background, side) for s in batch])
+    backgrounds = pixels([scenes.render_bare(s.background, side) for s in batch])
     return ((images - backgrounds).abs().amax(dim=1, keepdim=True) > 0.02).float()
 
 
@@ -99,7 +101,7 @@ def _edges(masks: torch.Tensor) -> torch.Tensor:
     return grown - shrunk
 
 
-def _warmup_cosine(warmup: int, total: int, floor: float = 0.05) -> Any:
+def _warmup_cosine(warmup: int, total: int, floor: float = 0.05) -> Callable[[int], float]:
     """Learning-rate factor per step: linear warm-up, then cosine decay to ``floor``."""
 
     def rate(step: int) -> float:
@@ -114,10 +116,10 @@ def _warmup_cosine(warmup: int, total: int, floor: float = 0.05) -> Any:
 def standardise_latents(vae: Any, mean: torch.Tensor, std: torch.Tensor) -> None:
     """Fold a per-channel standardisation, (z - mean) / std, into the VAE itself.
 
-    One global scale (Stable Diffusion's ``scaling_factor``) left the shipped model of
-    2026-11-28 with channel means of -0.75 to 0.12 and deviations of 0.17 to 1.7: under
+    One global scale (Stable Diffusion's ``scaling_factor``) left the previous weights
+    (2026-11-28) with channel means of -0.75 to 0.12 and deviations of 0.17 to 1.7: under
     the noise, the weakest channel was all but invisible to the denoiser, and the offsets
-    had to be learned back (its backgrounds drifted to purple). The encoder's last 1x1
+    had to be learned back. The encoder's last 1x1
     convolution now outputs standardised latents and the decoder's first one takes that
     back, exactly, so the pipeline stays an ordinary one, with ``scaling_factor`` 1.
     """
