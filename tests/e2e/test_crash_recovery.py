@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import signal
+import sqlite3
 import time
 from typing import Any
 
@@ -62,6 +63,34 @@ def wait_until_ended(server: ServerProcess, job_id: str, timeout: float) -> dict
         if data["status"] in ("completed", "failed"):
             return data
         assert time.monotonic() < deadline, f"job {job_id} still {data['status']} after {timeout}s"
+
+
+def freeze_outside_a_write(server: ServerProcess, tries: int = 50) -> None:
+    """SIGSTOP ``server`` at a moment it holds no SQLite write lock.
+
+    A process frozen inside a write transaction blocks every other writer on SQLite for as
+    long as it stays frozen (Postgres locks rows, not the file). That is SQLite's nature, not
+    the lease logic under test, so when the stop lands inside one of the server's short
+    writes (a heartbeat, a claim poll) the server is let go for a moment and stopped again.
+    """
+    prefix = "sqlite+aiosqlite:///"
+    server.kill(signal.SIGSTOP)
+    if not server.database_url.startswith(prefix):
+        return
+    path = server.database_url.removeprefix(prefix)
+    for _ in range(tries):
+        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            server.kill(signal.SIGCONT)
+            time.sleep(0.005)
+            server.kill(signal.SIGSTOP)
+        finally:
+            probe.close()
+    pytest.fail(f"{server.url} held the SQLite write lock at each of {tries} stops")
 
 
 def fetch_image(url: str) -> Image.Image:
@@ -211,7 +240,7 @@ def test_a_stalled_worker_never_spoils_the_job_another_worker_completed(
     job_id = response.json()["data"]["id"]
     wait_for_status(a, job_id, {"processing"}, timeout=10)
     time.sleep(1.75)
-    a.kill(signal.SIGSTOP)
+    freeze_outside_a_write(a)
     try:
         b = make_server(models=STALL_MODELS, env=SLOW_ENV, data_dir=a.data_dir, key=a.key)
         result = wait_until_ended(b, job_id, timeout=20)
