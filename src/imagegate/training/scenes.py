@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from typing import Literal, NamedTuple
@@ -208,12 +208,15 @@ def _gradients() -> tuple[Background, ...]:
     return tuple(b for b in candidates if len(allowed_colours(b)) >= 5)
 
 
-def sample_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
-    """A random scene; ``n_objects`` fixes the number of objects (1-3)."""
+def sample_scene(
+    rng: random.Random,
+    n_objects: int | None = None,
+    counts: Mapping[int, float] = OBJECT_COUNT_WEIGHTS,
+) -> Scene:
+    """A random scene; ``n_objects`` fixes the number of objects (1-3), else it is drawn
+    with the relative weights ``counts``."""
     if n_objects is None:
-        n_objects = rng.choices(
-            list(OBJECT_COUNT_WEIGHTS), weights=list(OBJECT_COUNT_WEIGHTS.values())
-        )[0]
+        n_objects = rng.choices(list(counts), weights=list(counts.values()))[0]
     if rng.random() < P_GRADIENT:
         background = rng.choice(_gradients())
     else:
@@ -629,6 +632,7 @@ def examples(
     templates: Sequence[Template] = TRAIN_TEMPLATES,
     *,
     n_objects: int | None = None,
+    counts: Mapping[int, float] = OBJECT_COUNT_WEIGHTS,
     p_size: float = 0.5,
     p_position: float = 0.9,
     p_background: float = 0.5,
@@ -641,7 +645,7 @@ def examples(
     """
     rng = random.Random(seed)
     while True:
-        scene = sample_scene(rng, n_objects)
+        scene = sample_scene(rng, n_objects, counts)
         text = caption(
             scene,
             rng,

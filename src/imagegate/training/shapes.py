@@ -20,7 +20,7 @@ import csv
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,11 @@ class Plan:
     # 31, was 12), but small stars, 3 latent pixels across, are still lost (31 of 32).
     edge_weight: float = 4.0
     scenes: int = 60_000
-    unet_steps: int = 3_600
+    # The denoiser's scenes: one object in 60 % of them (the autoencoder's and the
+    # grammar's default is 40 %), since the goal is measured on single-object captions;
+    # two and three objects keep their 7:5 ratio.
+    denoiser_counts: tuple[float, float, float] = (0.6, 0.4 * 7 / 12, 0.4 * 5 / 12)
+    unet_steps: int = 5_000
     unet_batch: int = 32
     unet_lr: float = 5e-4
     warmup: int = 200
@@ -69,15 +73,17 @@ def pixels(batch: Sequence[Any]) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
 
-def _batches(seed: int, size: int) -> Iterator[tuple[torch.Tensor, list[str]]]:
-    for images, captions, _ in _scene_batches(seed, size):
+def _batches(
+    seed: int, size: int, counts: Mapping[int, float] = scenes.OBJECT_COUNT_WEIGHTS
+) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    for images, captions, _ in _scene_batches(seed, size, counts):
         yield images, captions
 
 
 def _scene_batches(
-    seed: int, size: int
+    seed: int, size: int, counts: Mapping[int, float] = scenes.OBJECT_COUNT_WEIGHTS
 ) -> Iterator[tuple[torch.Tensor, list[str], list[scenes.Scene]]]:
-    stream = scenes.examples(seed, size=model.IMAGE_SIZE)
+    stream = scenes.examples(seed, size=model.IMAGE_SIZE, counts=counts)
     while True:
         chunk = [next(stream) for _ in range(size)]
         yield (
@@ -241,7 +247,8 @@ class Trainer:
             return cached
         self.vae.eval()
         latents, ids = [], []
-        batches = _batches(self.plan.seed * 1000 + 999_999, 250)
+        counts = dict(enumerate(self.plan.denoiser_counts, start=1))
+        batches = _batches(self.plan.seed * 1000 + 999_999, 250, counts)
         with torch.no_grad():
             for _ in tqdm(range(math.ceil(self.plan.scenes / 250)), desc="encode"):
                 images, captions = next(batches)
