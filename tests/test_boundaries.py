@@ -57,13 +57,26 @@ def test_mypy_is_clean() -> None:
 
 
 def test_the_sdk_imports_no_server_code() -> None:
+    # click, rich and pygments are installed (imagegate's CLI uses them) and httpx would
+    # import them for its own CLI; the SDK loads httpx without it (client/_lean_httpx.py).
     code = (
         "import sys; import imagegate.client;"
         "heavy = [m for m in ('torch', 'sqlalchemy', 'fastapi', 'imagegate.settings',"
-        " 'imagegate.services', 'PIL') if m in sys.modules];"
+        " 'imagegate.services', 'PIL', 'click', 'rich', 'pygments') if m in sys.modules];"
         "print(heavy)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "[]", out
+
+
+def test_httpx_stays_whole_after_the_sdk_loaded_it_lean() -> None:
+    code = (
+        "import imagegate.client, httpx, httpx._main, click;"
+        "print(isinstance(httpx._main.main, click.Command), httpx.Client.__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["True", "Client"], out

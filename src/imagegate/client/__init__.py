@@ -8,6 +8,10 @@ of the v3 prediction API (GPTProto, WaveSpeedAI). Needs only httpx and pydantic.
         result.images[0].save("circle.png")
 """
 
+# isort: off
+from imagegate.client import _lean_httpx  # noqa: F401  (before anything imports httpx)
+
+# isort: on
 from imagegate.client._client import AsyncClient, Client
 from imagegate.client._errors import (
     APIConnectionError,
