@@ -64,6 +64,8 @@ def test_a_toy_run_trains_every_stage_and_saves_a_servable_pipeline(tmp_path: Pa
     report = evaluate(out, single=5, double=3, steps=2, batch=4, grid_path=tmp_path / "grid.png")
     assert (report.single.images, report.double.images) == (5, 3)
     assert (report.single_reconstructed.images, report.double_reconstructed.images) == (5, 3)
+    # each single-object image is counted under the one shape its caption names
+    assert sum(s.images for s in report.single_by_shape.values()) == 5
     # the ground truth of the very captions scored passes the judge: the scores are sound
     assert report.single_judge_on_truth.all_right == report.double_judge_on_truth.all_right == 1
     with Image.open(tmp_path / "grid.png") as grid:

@@ -164,6 +164,8 @@ class Report:
     # denoiser could reach, since every image it makes is drawn by that decoder.
     single_reconstructed: Scores
     double_reconstructed: Scores
+    # The model's single-object scores for each shape the captions name: where it misses.
+    single_by_shape: dict[str, Scores]
 
 
 def evaluate(
@@ -215,6 +217,16 @@ def evaluate(
         double_shuffled=score(shuffled[single:]),
         single_reconstructed=score(rebuilt[:single]),
         double_reconstructed=score(rebuilt[single:]),
+        single_by_shape={
+            shape: score(
+                [
+                    v
+                    for v, c in zip(verdicts[:single], ones, strict=True)
+                    if c.scene.objects[0].shape == shape
+                ]
+            )
+            for shape in scenes.SHAPES
+        },
     )
 
 
@@ -252,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"    judge on ground truth: {report.single_judge_on_truth.line()}")
     print(f"    against another caption: {report.single_shuffled.line()}")
     print(f"    ground truth through the autoencoder: {report.single_reconstructed.line()}")
+    for shape, scores in report.single_by_shape.items():
+        print(f"    {shape}s: {scores.line()}")
     print(f"  two objects: {report.double.line()}")
     print(f"    judge on ground truth: {report.double_judge_on_truth.line()}")
     print(f"    against another caption: {report.double_shuffled.line()}")
