@@ -209,7 +209,7 @@ def test_balances_follow_their_model(database_url: str, tmp_path: Path) -> None:
     try:
         run_state_machine_as_test(
             Billing,
-            settings=hypothesis_settings(max_examples=15, stateful_step_count=25, deadline=None),
+            settings=hypothesis_settings(max_examples=15, stateful_step_count=25),
         )
     finally:
         loop.run_until_complete(opened.__aexit__(None, None, None))

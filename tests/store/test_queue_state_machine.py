@@ -182,7 +182,7 @@ def test_queue_follows_its_model(database_url: str) -> None:
     try:
         run_state_machine_as_test(
             QueueMachine,
-            settings=hypothesis_settings(max_examples=25, stateful_step_count=30, deadline=None),
+            settings=hypothesis_settings(max_examples=25, stateful_step_count=30),
         )
     finally:
         loop.run_until_complete(db.dispose())

@@ -74,7 +74,7 @@ def pixels(batch: Sequence[Any]) -> torch.Tensor:
 
 
 def _batches(
-    seed: int, size: int, counts: Mapping[int, float] = scenes.OBJECT_COUNT_WEIGHTS
+    seed: int, size: int, counts: Mapping[int, float]
 ) -> Iterator[tuple[torch.Tensor, list[str]]]:
     for images, captions, _ in _scene_batches(seed, size, counts):
         yield images, captions
