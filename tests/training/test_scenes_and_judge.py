@@ -239,3 +239,20 @@ def test_the_judge_tells_every_shape_from_the_others(shape: str) -> None:
 def test_an_empty_image_has_nothing_right() -> None:
     verdict = judging.judge(Image.new("RGB", (64, 64), "white"), "a red circle")
     assert verdict.detected == () and not verdict.objects[0].colour
+
+
+def test_object_counts_follow_the_weights_asked_for() -> None:
+    def shares(stream: list[Scene]) -> dict[int, float]:
+        counted = Counter(len(scene.objects) for scene in stream)
+        return {n: counted[n] / len(stream) for n in (1, 2, 3)}
+
+    default = shares([scenes.sample_scene(random.Random(i)) for i in range(3000)])
+    for n, weight in scenes.OBJECT_COUNT_WEIGHTS.items():
+        assert abs(default[n] - weight) < 0.04, default
+    singles = {1: 0.6, 2: 0.4 * 7 / 12, 3: 0.4 * 5 / 12}
+    stream = scenes.examples(5, size=32, counts=singles)
+    asked = shares([next(stream).scene for _ in range(3000)])
+    for n, weight in singles.items():
+        assert abs(asked[n] - weight) < 0.04, asked
+    only_pairs = scenes.examples(6, size=32, counts={2: 1.0})
+    assert {len(next(only_pairs).scene.objects) for _ in range(50)} == {2}
