@@ -88,9 +88,10 @@ def test_captions_name_exactly_the_scene_objects(templates: tuple[scenes.Templat
     rng = random.Random(2)
     for _ in range(300):
         scene = scenes.sample_scene(rng)
-        text, said = scenes.caption_with_expectation(
+        text, said, template = scenes.caption_with_expectation(
             scene, rng, templates, p_size=1.0, p_position=1.0, p_background=1.0
         )
+        assert template in templates
         named = Counter({(o.colour, o.shape): o.count for o in said.objects})
         assert named == Counter((o.colour, o.shape) for o in scene.objects), text
         for mentioned in said.objects:
@@ -141,7 +142,7 @@ def test_parse_caption_reads_back_what_the_caption_says(
     rng = random.Random(4)
     for _ in range(300):
         scene = scenes.sample_scene(rng)
-        text, said = scenes.caption_with_expectation(
+        text, said, _ = scenes.caption_with_expectation(
             scene, rng, templates, p_size=detail, p_position=detail, p_background=detail
         )
         assert scenes.parse_caption(text) == said, text
@@ -155,6 +156,9 @@ def test_parse_caption_reads_prompts_typed_by_people() -> None:
         (ExpectedObject(2, "blue", "square"),), Background("yellow")
     )
     assert scenes.parse_caption("stars") == Expectation((ExpectedObject(2, None, "star"),))
+    assert scenes.parse_caption("a small triangle colored pink on the left") == Expectation(
+        (ExpectedObject(1, "pink", "triangle", "small", "left"),)
+    )
 
 
 # -- the judge -----------------------------------------------------------------------------

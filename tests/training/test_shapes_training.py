@@ -16,7 +16,7 @@ from PIL import Image
 
 from imagegate.backends.base import GenerationInput
 from imagegate.backends.diffusers import DiffusersBackend
-from imagegate.training import shapes_model
+from imagegate.training import scenes, shapes_model
 from imagegate.training.evaluate import evaluate
 from imagegate.training.shapes import (
     Plan,
@@ -66,6 +66,9 @@ def test_a_toy_run_trains_every_stage_and_saves_a_servable_pipeline(tmp_path: Pa
     assert (report.single_reconstructed.images, report.double_reconstructed.images) == (5, 3)
     # each single-object image is counted under the one shape its caption names
     assert sum(s.images for s in report.single_by_shape.values()) == 5
+    # ... and under the one held-out phrasing it was worded in
+    assert set(report.single_by_template) == {t.name for t in scenes.HELD_OUT_TEMPLATES}
+    assert sum(s.images for s in report.single_by_template.values()) == 5
     # the ground truth of the very captions scored passes the judge: the scores are sound
     assert report.single_judge_on_truth.all_right == report.double_judge_on_truth.all_right == 1
     with Image.open(tmp_path / "grid.png") as grid:

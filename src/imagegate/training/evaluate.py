@@ -39,6 +39,7 @@ class Case:
     expected: Expectation
     scene: Scene  # one scene the caption describes: the judge's ground truth
     seed: int  # the generation seed
+    template: str  # the phrasing's name
 
 
 def cases(
@@ -48,8 +49,8 @@ def cases(
     made = []
     for _ in range(count):
         scene = scenes.sample_scene(rng, n_objects)
-        text, expected = scenes.caption_with_expectation(scene, rng, templates)
-        made.append(Case(text, expected, scene, rng.randrange(2**32)))
+        text, expected, template = scenes.caption_with_expectation(scene, rng, templates)
+        made.append(Case(text, expected, scene, rng.randrange(2**32), template.name))
     return made
 
 
@@ -164,8 +165,10 @@ class Report:
     # denoiser could reach, since every image it makes is drawn by that decoder.
     single_reconstructed: Scores
     double_reconstructed: Scores
-    # The model's single-object scores for each shape the captions name: where it misses.
+    # The model's single-object scores for each shape the captions name, and for each
+    # phrasing: where it misses, and whether a miss is drawing or reading.
     single_by_shape: dict[str, Scores]
+    single_by_template: dict[str, Scores]
 
 
 def evaluate(
@@ -227,6 +230,12 @@ def evaluate(
             )
             for shape in scenes.SHAPES
         },
+        single_by_template={
+            t.name: score(
+                [v for v, c in zip(verdicts[:single], ones, strict=True) if c.template == t.name]
+            )
+            for t in templates
+        },
     )
 
 
@@ -266,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"    ground truth through the autoencoder: {report.single_reconstructed.line()}")
     for shape, scores in report.single_by_shape.items():
         print(f"    {shape}s: {scores.line()}")
+    for name, scores in report.single_by_template.items():
+        print(f"    phrased {name}: {scores.line()}")
     print(f"  two objects: {report.double.line()}")
     print(f"    judge on ground truth: {report.double_judge_on_truth.line()}")
     print(f"    against another caption: {report.double_shuffled.line()}")

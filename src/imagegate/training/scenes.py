@@ -531,6 +531,12 @@ class _Plan:
         return False
 
 
+class Caption(NamedTuple):
+    text: str
+    expected: Expectation
+    template: Template  # the phrasing it was worded in
+
+
 def caption_with_expectation(
     scene: Scene,
     rng: random.Random,
@@ -540,8 +546,8 @@ def caption_with_expectation(
     p_position: float = 0.9,
     p_background: float = 0.5,
     max_words: int = MAX_CAPTION_WORDS,
-) -> tuple[str, Expectation]:
-    """A caption of ``scene`` and exactly what it says.
+) -> Caption:
+    """A caption of ``scene``, exactly what it says, and the template it follows.
 
     Each object's size, each single object's position and the background are said with
     the given probabilities (or always, where the template insists); groups of one shape
@@ -573,7 +579,9 @@ def caption_with_expectation(
     while len(plan.words()) > max_words:
         if not plan.shorten():
             raise ValueError(f"no caption of this scene fits {max_words} words")
-    return " ".join(plan.words()), Expectation(tuple(plan.mentions), plan.background)
+    return Caption(
+        " ".join(plan.words()), Expectation(tuple(plan.mentions), plan.background), template
+    )
 
 
 def caption(
@@ -587,7 +595,7 @@ def caption(
     max_words: int = MAX_CAPTION_WORDS,
 ) -> str:
     """A caption of ``scene`` in one of ``templates``' phrasings (see caption_with_expectation)."""
-    text, _ = caption_with_expectation(
+    return caption_with_expectation(
         scene,
         rng,
         templates,
@@ -595,8 +603,7 @@ def caption(
         p_position=p_position,
         p_background=p_background,
         max_words=max_words,
-    )
-    return text
+    ).text
 
 
 def _template_words(templates: Sequence[Template]) -> set[str]:
