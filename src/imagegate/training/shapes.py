@@ -55,7 +55,7 @@ class Plan:
     # grammar's default is 40 %), since the goal is measured on single-object captions;
     # two and three objects keep their 7:5 ratio.
     denoiser_counts: tuple[float, float, float] = (0.6, 0.4 * 7 / 12, 0.4 * 5 / 12)
-    unet_steps: int = 4_000
+    unet_steps: int = 5_000
     unet_batch: int = 32
     unet_lr: float = 5e-4
     warmup: int = 200
