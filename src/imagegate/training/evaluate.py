@@ -13,7 +13,7 @@ import argparse
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -86,6 +86,19 @@ def score(verdicts: Sequence[Verdict]) -> Scores:
         position=sum(placed) / len(placed) if placed else None,
         all_right=sum(v.all_right for v in verdicts) / len(verdicts),
     )
+
+
+def scores_by(
+    verdicts: Sequence[Verdict],
+    items: Sequence[Case],
+    key: Callable[[Case], str],
+    names: Sequence[str],
+) -> dict[str, Scores]:
+    """Scores of the verdicts whose case ``key`` names each of ``names``, in that order."""
+    return {
+        name: score([v for v, c in zip(verdicts, items, strict=True) if key(c) == name])
+        for name in names
+    }
 
 
 def backend_for(model: Path, steps: int, guidance: float, batch: int) -> DiffusersBackend:
@@ -220,22 +233,12 @@ def evaluate(
         double_shuffled=score(shuffled[single:]),
         single_reconstructed=score(rebuilt[:single]),
         double_reconstructed=score(rebuilt[single:]),
-        single_by_shape={
-            shape: score(
-                [
-                    v
-                    for v, c in zip(verdicts[:single], ones, strict=True)
-                    if c.scene.objects[0].shape == shape
-                ]
-            )
-            for shape in scenes.SHAPES
-        },
-        single_by_template={
-            t.name: score(
-                [v for v, c in zip(verdicts[:single], ones, strict=True) if c.template == t.name]
-            )
-            for t in templates
-        },
+        single_by_shape=scores_by(
+            verdicts[:single], ones, lambda c: c.scene.objects[0].shape, scenes.SHAPES
+        ),
+        single_by_template=scores_by(
+            verdicts[:single], ones, lambda c: c.template, [t.name for t in templates]
+        ),
     )
 
 
