@@ -156,6 +156,9 @@ def test_parse_caption_reads_prompts_typed_by_people() -> None:
         (ExpectedObject(2, "blue", "square"),), Background("yellow")
     )
     assert scenes.parse_caption("stars") == Expectation((ExpectedObject(2, None, "star"),))
+    assert scenes.parse_caption("a small triangle colored pink on the left") == Expectation(
+        (ExpectedObject(1, "pink", "triangle", "small", "left"),)
+    )
 
 
 # -- the judge -----------------------------------------------------------------------------
