@@ -4,6 +4,8 @@ line about a job (passed as ``extra={"prediction_id": …}`` or by a LoggerAdapt
 from __future__ import annotations
 
 import logging
+import sys
+from typing import TextIO
 
 _CONTEXT_KEYS = ("prediction_id", "route", "correlation_id")
 
@@ -17,8 +19,26 @@ class ContextFormatter(logging.Formatter):
         return f"{line} {context}" if context else line
 
 
+class CurrentStderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not when the handler was
+    made: a CLI run under a test runner (or any caller that swaps stderr for a while) would
+    otherwise leave the handler holding a stream that is closed by the time the next line
+    comes, and every later line would print a "Logging error" traceback instead."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _stream: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+    handler = CurrentStderrHandler()
     handler.setFormatter(ContextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("imagegate")
     root.handlers[:] = [handler]
