@@ -22,6 +22,7 @@ from imagegate.training.shapes import (
     Plan,
     Trainer,
     _edges,
+    _latent_masks,
     _object_masks,
     _scene_batches,
     min_snr_weights,
@@ -183,3 +184,25 @@ def test_edges_are_the_band_where_an_object_meets_its_background() -> None:
     assert edges[5, 5] == 0 and edges[0, 0] == 0  # deep inside, far outside
     assert edges[3, 3] == edges[2, 2] == edges[3, 5] == 1  # its rim, inside and out
     assert int(edges.sum()) == 6 * 6 - 2 * 2  # grown by one pixel, less shrunk by one
+
+
+def test_latent_masks_mark_each_latent_pixel_an_object_touches() -> None:
+    masks = torch.zeros(1, 1, 16, 16)
+    masks[0, 0, 3:6, 9] = 1  # a thin upright bar across two 4x4 patches
+    latent = _latent_masks(masks, 4)
+    assert latent.shape == (1, 4, 4) and latent.dtype == torch.bool
+    assert latent[0].nonzero().tolist() == [[0, 2], [1, 2]]
+
+
+def test_an_object_weighted_run_stores_latent_masks_and_trains(tmp_path: Path) -> None:
+    plan = replace(TOY, denoiser_object_weight=4.0)
+    Trainer(plan, tmp_path / "work").run(tmp_path / "model")
+    cached = torch.load(tmp_path / "work" / "latents.pt", weights_only=False)
+    masks, latents = cached["masks"], cached["latents"]
+    assert masks.shape == (latents.shape[0], *latents.shape[2:]) and masks.dtype == torch.bool
+    # every scene has an object, and no object fills its whole scene
+    assert all(0 < int(m.sum()) < m.numel() for m in masks)
+    with (tmp_path / "work" / "loss.csv").open() as log:
+        losses = [float(row[2]) for row in csv.reader(log) if row[0] == "unet"]
+    assert len(losses) == 3 and all(0 < loss < 100 for loss in losses)
+    assert "denoiser_object_weight = 4.0" in (tmp_path / "model" / "training.txt").read_text()

@@ -62,6 +62,9 @@ class Plan:
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
     snr_gamma: float = 5.0
+    # How much more the denoiser's loss counts on the latent pixels an object touches than
+    # on the background's (1: all alike). A small star is a few of a latent's 256 pixels.
+    denoiser_object_weight: float = 1.0
     prediction: str = model.PREDICTION  # "epsilon" or "v_prediction"
     checkpoint_every: int = 200
     widths: model.Widths = model.DEFAULT_WIDTHS
@@ -71,13 +74,6 @@ def pixels(batch: Sequence[Any]) -> torch.Tensor:
     """PIL images as one (N, 3, H, W) tensor in [-1, 1], the VAE's input range."""
     pixels = np.stack([np.asarray(image, dtype=np.float32) for image in batch]) / 127.5 - 1.0
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
-
-
-def _batches(
-    seed: int, size: int, counts: Mapping[int, float]
-) -> Iterator[tuple[torch.Tensor, list[str]]]:
-    for images, captions, _ in _scene_batches(seed, size, counts):
-        yield images, captions
 
 
 def _scene_batches(
@@ -98,6 +94,12 @@ def _object_masks(images: torch.Tensor, batch: list[scenes.Scene]) -> torch.Tens
     side = images.shape[-1]
     backgrounds = pixels([scenes.render_bare(s.background, side) for s in batch])
     return ((images - backgrounds).abs().amax(dim=1, keepdim=True) > 0.02).float()
+
+
+def _latent_masks(masks: torch.Tensor, factor: int) -> torch.Tensor:
+    """True on each latent pixel whose ``factor`` x ``factor`` patch of the image an object
+    touches: (N, H / factor, W / factor)."""
+    return torch.nn.functional.max_pool2d(masks, factor)[:, 0].bool()
 
 
 def _edges(masks: torch.Tensor) -> torch.Tensor:
@@ -246,20 +248,27 @@ class Trainer:
             standardise_latents(self.vae, cached["mean"], cached["std"])
             return cached
         self.vae.eval()
-        latents, ids = [], []
+        latents, ids, masks = [], [], []
         counts = dict(enumerate(self.plan.denoiser_counts, start=1))
-        batches = _batches(self.plan.seed * 1000 + 999_999, 250, counts)
+        batches = _scene_batches(self.plan.seed * 1000 + 999_999, 250, counts)
         with torch.no_grad():
             for _ in tqdm(range(math.ceil(self.plan.scenes / 250)), desc="encode"):
-                images, captions = next(batches)
-                latents.append(self.vae.encode(images).latent_dist.mode().half())
+                images, captions, batch = next(batches)
+                encoded = self.vae.encode(images).latent_dist.mode()
+                latents.append(encoded.half())
                 ids.append(self._ids(captions))
+                factor = images.shape[-1] // encoded.shape[-1]
+                masks.append(_latent_masks(_object_masks(images, batch), factor))
         raw = torch.cat(latents)[: self.plan.scenes].float()
         mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
         standardise_latents(self.vae, mean, std)
         shape = (1, -1, 1, 1)
         standard = ((raw - mean.view(shape)) / std.view(shape)).half()
-        cached = {"latents": standard, "ids": torch.cat(ids)[: self.plan.scenes]}
+        cached = {
+            "latents": standard,
+            "ids": torch.cat(ids)[: self.plan.scenes],
+            "masks": torch.cat(masks)[: self.plan.scenes],
+        }
         self._save("latents", {**cached, "mean": mean, "std": std})
         return cached
 
@@ -297,7 +306,7 @@ class Trainer:
             start = state["step"]
         empty = self._ids([""])
         weights = min_snr_weights(self.noise, plan.snr_gamma)
-        latents, ids = data["latents"], data["ids"]
+        latents, ids, masks = data["latents"], data["ids"], data["masks"]
         scaling = float(self.vae.config["scaling_factor"])
         self.unet.train()
         self.text.train()
@@ -324,7 +333,14 @@ class Trainer:
                 if self.noise.config["prediction_type"] == "v_prediction"
                 else noise
             )
-            per_example = (predicted - target).pow(2).mean(dim=(1, 2, 3))
+            if plan.denoiser_object_weight == 1:
+                per_example = (predicted - target).pow(2).mean(dim=(1, 2, 3))
+            else:
+                # a weighted mean per example, so the loss keeps its scale and only its
+                # emphasis moves from the background to the objects
+                where = 1 + (plan.denoiser_object_weight - 1) * masks[rows].float()
+                error = (predicted - target).pow(2).mean(dim=1)
+                per_example = (error * where).sum(dim=(1, 2)) / where.sum(dim=(1, 2))
             loss = (per_example * weights[timesteps]).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
