@@ -415,6 +415,12 @@ def main(argv: list[str] | None = None) -> None:
         default=Plan.prediction,
         help="what the denoiser learns to predict",
     )
+    parser.add_argument(
+        "--denoiser-object-weight",
+        type=float,
+        default=Plan.denoiser_object_weight,
+        help="the denoiser's loss weight on latent pixels an object touches (background: 1)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -425,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
         unet_steps=args.unet_steps,
         scenes=args.scenes,
         prediction=args.prediction,
+        denoiser_object_weight=args.denoiser_object_weight,
     )
     started = time.monotonic()
     out = Trainer(plan, args.work).run(args.out)
