@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from imagegate.training import judge as judging
 from imagegate.training import scenes
@@ -238,6 +238,20 @@ def test_the_judge_counts() -> None:
 def test_the_judge_tells_every_shape_from_the_others(shape: str) -> None:
     detection = judging.detect(scenes.render(_one(shape, "purple", size="small")))
     assert [o.shape for o in detection.objects] == [shape]
+
+
+def test_a_frame_at_the_image_edge_is_neither_background_nor_object() -> None:
+    # What a decoder's zero padding leaves: a two-pixel frame of another colour. Fitted as
+    # background it tilted the plane and turned patches of background into objects.
+    scene = Scene(
+        (SceneObject("square", "red", "medium", "centre"),),
+        Background("blue", gradient_to="cyan"),
+    )
+    image = scenes.render(scene)
+    ImageDraw.Draw(image).rectangle((0, 0, 63, 63), outline=(250, 240, 40), width=2)
+    verdict = judging.judge(image, scenes.expectation_of(scene))
+    assert [(o.colour, o.shape) for o in verdict.detected] == [("red", "square")]
+    assert verdict.all_right
 
 
 def test_an_empty_image_has_nothing_right() -> None:

@@ -1,8 +1,9 @@
 """Scores a generated image against a caption by colour and shape analysis.
 
 The image is read at 64x64. Its background is a plane per RGB channel, fitted robustly to
-the border pixels, which covers plain and gradient backgrounds alike; pixels far from it
-belong to objects, split where two objects bleed into each other. Each object gets:
+a band just inside the outermost pixels, which covers plain and gradient backgrounds alike;
+pixels far from it belong to objects, split where two objects bleed into each other. Each
+object gets:
 
 - a colour: the palette colour that, mixed with the background, explains its pixels;
 - a coverage map (how much of each pixel it covers), whose area and centroid survive blur;
@@ -43,7 +44,13 @@ from imagegate.training.scenes import (
 Array = npt.NDArray[np.float32]
 
 SIDE = 64  # images are judged at the model's native size
-BORDER = 2  # pixels of each edge that the background is fitted to
+# The outermost pixels of each edge are neither background evidence nor object: a
+# decoder's zero padding leaves a frame of its own colour there, which fitted as background
+# tilted the whole plane and made large patches of background into "objects" (a model's
+# single-object images showed six detected objects in 79 of 200 cases). Scenes keep their
+# objects off this frame.
+EDGE = 2
+BORDER = 3  # pixels inside that frame that the background is fitted to
 DETECT_DISTANCE = 45.0  # RGB distance from the background that makes a pixel an object's
 MIN_AREA = 12  # pixels; smaller blobs are noise
 PEAK_PULL = 0.25  # weight of the distance to the peak colour in choosing a colour name
@@ -208,6 +215,7 @@ def detect(image: Image.Image) -> Detection:
     pixels = np.asarray(rgb, dtype=np.float32)
     background, coefficients = _fit_background(pixels)
     distance = np.linalg.norm(pixels - background, axis=2)
+    distance[:EDGE] = distance[-EDGE:] = distance[:, :EDGE] = distance[:, -EDGE:] = 0.0
     labels = _segment(distance)
     sizes = np.bincount(labels.ravel())
     candidates = [k for k in np.argsort(-sizes) if k != 0 and sizes[k] >= MIN_AREA]
@@ -218,13 +226,17 @@ def detect(image: Image.Image) -> Detection:
 
 
 def _fit_background(pixels: Array) -> tuple[Array, Array]:
-    """A plane per channel, least squares on the border, objects on it discounted."""
+    """A plane per channel, least squares on the band inside the edge frame, objects on it
+    discounted."""
     side = pixels.shape[0]
     centres = (np.arange(side, dtype=np.float32) + 0.5) / side
     ys, xs = np.meshgrid(centres, centres, indexing="ij")
     design = np.stack([np.ones_like(xs), xs, ys], axis=-1)
-    border = np.zeros((side, side), dtype=bool)
-    border[:BORDER, :] = border[-BORDER:, :] = border[:, :BORDER] = border[:, -BORDER:] = True
+    from_edge = np.minimum.outer(
+        np.minimum(np.arange(side), np.arange(side)[::-1]),
+        np.minimum(np.arange(side), np.arange(side)[::-1]),
+    )
+    border = (from_edge >= EDGE) & (from_edge < EDGE + BORDER)
     a, b = design[border], pixels[border]
     keep = np.ones(len(a), dtype=bool)
     for _ in range(3):
