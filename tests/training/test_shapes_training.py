@@ -58,7 +58,9 @@ def test_a_toy_run_trains_every_stage_and_saves_a_servable_pipeline(tmp_path: Pa
     # the latents' standardisation lives in the VAE's own weights, not in a scaling factor
     assert backend._text.vae.config.scaling_factor == 1.0
     backend.close()
-    latents = torch.load(tmp_path / "work" / "latents.pt", weights_only=False)["latents"].float()
+    cached = torch.load(tmp_path / "work" / "latents.pt", weights_only=False)
+    assert "masks" not in cached  # only an object-weighted loss needs them
+    latents = cached["latents"].float()
     assert torch.allclose(latents.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-2)
     assert torch.allclose(latents.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-2)
 
@@ -206,3 +208,10 @@ def test_an_object_weighted_run_stores_latent_masks_and_trains(tmp_path: Path) -
         losses = [float(row[2]) for row in csv.reader(log) if row[0] == "unet"]
     assert len(losses) == 3 and all(0 < loss < 100 for loss in losses)
     assert "denoiser_object_weight = 4.0" in (tmp_path / "model" / "training.txt").read_text()
+
+
+def test_an_object_weighted_run_on_latents_without_masks_says_what_to_do(tmp_path: Path) -> None:
+    Trainer(TOY, tmp_path / "work").run(tmp_path / "model")
+    weighted = Trainer(replace(TOY, denoiser_object_weight=4.0), tmp_path / "work")
+    with pytest.raises(ValueError, match=r"without object masks.*delete it"):
+        weighted.run(tmp_path / "weighted")

@@ -15,9 +15,15 @@ from imagegate.logs import configure_logging
 @pytest.fixture
 def imagegate_logger() -> Iterator[logging.Logger]:
     logger = logging.getLogger("imagegate")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
     yield logger
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+    logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
+
+
+def _new_stderr(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    return stream
 
 
 def test_a_line_after_stderr_was_swapped_and_closed_goes_to_the_new_stderr(
@@ -25,14 +31,12 @@ def test_a_line_after_stderr_was_swapped_and_closed_goes_to_the_new_stderr(
 ) -> None:
     # What a CLI run under a test runner does: stderr is a temporary stream while the
     # command configures logging, and is closed once the command returns.
-    during = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", during)
+    during = _new_stderr(monkeypatch)
     configure_logging("INFO")
     logging.getLogger("imagegate.worker").info("while the command runs")
     during.close()
 
-    after = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", after)
+    after = _new_stderr(monkeypatch)
     errors: list[object] = []
     monkeypatch.setattr(logging.Handler, "handleError", lambda self, record: errors.append(record))
     logging.getLogger("imagegate.worker").info(
@@ -47,8 +51,7 @@ def test_a_line_after_stderr_was_swapped_and_closed_goes_to_the_new_stderr(
 def test_the_level_filters_lines(
     imagegate_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", out)
+    out = _new_stderr(monkeypatch)
     configure_logging("warning")
     logging.getLogger("imagegate.api").info("quiet")
     logging.getLogger("imagegate.api").warning("loud")

@@ -215,7 +215,7 @@ def detect(image: Image.Image) -> Detection:
     pixels = np.asarray(rgb, dtype=np.float32)
     background, coefficients = _fit_background(pixels)
     distance = np.linalg.norm(pixels - background, axis=2)
-    distance[:EDGE] = distance[-EDGE:] = distance[:, :EDGE] = distance[:, -EDGE:] = 0.0
+    distance[_from_edge(distance.shape[0]) < EDGE] = 0.0
     labels = _segment(distance)
     sizes = np.bincount(labels.ravel())
     candidates = [k for k in np.argsort(-sizes) if k != 0 and sizes[k] >= MIN_AREA]
@@ -225,6 +225,13 @@ def detect(image: Image.Image) -> Detection:
     return Detection(tuple(objects), _nearest_colour(top), _nearest_colour(bottom))
 
 
+@lru_cache(maxsize=4)
+def _from_edge(side: int) -> npt.NDArray[np.int64]:
+    """Each pixel's distance in pixels to the nearest edge of a ``side`` x ``side`` image."""
+    along = np.minimum(np.arange(side), np.arange(side)[::-1])
+    return np.minimum.outer(along, along)
+
+
 def _fit_background(pixels: Array) -> tuple[Array, Array]:
     """A plane per channel, least squares on the band inside the edge frame, objects on it
     discounted."""
@@ -232,10 +239,7 @@ def _fit_background(pixels: Array) -> tuple[Array, Array]:
     centres = (np.arange(side, dtype=np.float32) + 0.5) / side
     ys, xs = np.meshgrid(centres, centres, indexing="ij")
     design = np.stack([np.ones_like(xs), xs, ys], axis=-1)
-    from_edge = np.minimum.outer(
-        np.minimum(np.arange(side), np.arange(side)[::-1]),
-        np.minimum(np.arange(side), np.arange(side)[::-1]),
-    )
+    from_edge = _from_edge(side)
     border = (from_edge >= EDGE) & (from_edge < EDGE + BORDER)
     a, b = design[border], pixels[border]
     keep = np.ones(len(a), dtype=bool)
