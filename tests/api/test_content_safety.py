@@ -30,11 +30,12 @@ BLOCKED = {"code": 503, "message": "content blocked due to safety concerns", "da
 
 
 @pytest.fixture
-def settings(settings: Settings, tmp_path: Path) -> Settings:
+def settings(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Parametrize indirectly with another checker's ``module:Class`` to use it instead."""
     path = tmp_path / "safety.toml"
     path.write_text(REGISTRY)
     settings.models = path
-    settings.image_checker = "tests.worker.backends:MagentaChecker"
+    settings.image_checker = getattr(request, "param", "tests.worker.backends:MagentaChecker")
     return settings
 
 
@@ -99,3 +100,13 @@ async def test_a_flagging_route_stores_unsafe_outputs_and_flags_each(api: Api) -
     assert data["has_nsfw_contents"] == [False, True, False]
     colours = [(await api.image(url)).getpixel((0, 0)) for url in data["outputs"]]
     assert colours == [(128, 128, 128), (255, 0, 255), (128, 128, 128)]
+
+
+@pytest.mark.parametrize("settings", ["tests.worker.backends:FlaglessChecker"], indirect=True)
+async def test_a_broken_image_check_fails_the_job_saying_what_broke(api: Api) -> None:
+    account_id, auth = await metered(api)
+    body = {"prompt": "grey", "enable_sync_mode": True}
+    data = (await api.submit(body, headers=auth)).json()["data"]
+    assert data["status"] == "failed"
+    assert data["error"] == "generation failed: the image check answered 0 flags for 1"
+    assert await balance(api, account_id) == parse_usd("1.00")

@@ -41,6 +41,12 @@ def test_nudenet_flags_no_ordinary_image(checker: NudeNetChecker) -> None:
     assert checker.check(images) == [False] * len(images)
 
 
+def test_the_detector_leaves_the_cpu_when_idle(checker: NudeNetChecker) -> None:
+    options = checker._detector.onnx_session.get_session_options()
+    for pool in ("intra_op", "inter_op"):
+        assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+
+
 def test_detections_name_nudenets_classes(checker: NudeNetChecker) -> None:
     found = checker.detections(Image.new("RGB", (320, 320), (200, 150, 120)))
     assert isinstance(found, list)

@@ -97,3 +97,10 @@ class MagentaChecker:
 
     def check(self, images: Sequence[Image.Image]) -> list[bool]:
         return [image.convert("RGB").getpixel((0, 0)) == MAGENTA for image in images]
+
+
+class FlaglessChecker:
+    """A broken output image check: it answers no flags at all."""
+
+    def check(self, images: Sequence[Image.Image]) -> list[bool]:
+        return []

@@ -11,6 +11,7 @@ trained on pass it. Its heavy imports happen when it is built, in the worker.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
@@ -35,10 +36,22 @@ class NudeNetChecker:
     )
 
     def __init__(self, threshold: float = 0.45) -> None:
-        from nudenet import NudeDetector
+        import nudenet
+        import onnxruntime
 
         self.threshold = threshold
-        self._detector: Any = NudeDetector()
+        self._detector: Any = nudenet.NudeDetector()
+        # onnxruntime's default thread pool spins for a while after every run, waiting for
+        # more work: about 70 ms of CPU an image here, taken from the model generating
+        # beside it, for no gain in speed (docs/benchmarks.md). Same model, same answers.
+        options = onnxruntime.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self._detector.onnx_session = onnxruntime.InferenceSession(
+            str(Path(nudenet.__file__).with_name("320n.onnx")),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
 
     def detections(self, image: Image.Image) -> list[dict[str, Any]]:
         import numpy as np

@@ -1,6 +1,6 @@
 """The worker: each slot claims a job, keeps its lease alive (storing the model's step with
-the heartbeat), hands the job to the batcher in front of the worker's one model, encodes
-its images off the event loop, and finishes it with a compare-and-set.
+the heartbeat), hands the job to the batcher in front of the worker's one model, checks and
+encodes its images off the event loop, and finishes it with a compare-and-set.
 
 A job whose worker dies (the process is killed) keeps its lease until it lapses; then any
 worker claims it again, so an accepted job is never lost.
@@ -13,6 +13,9 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
 
 import anyio
 from PIL import Image
@@ -269,11 +272,17 @@ class Worker:
                 f"backend returned {[image.size for image in images]}, "
                 f"expected {params.n} x {params.width}x{params.height}"
             )
-        checked = await self.output_check.flags(images)
+        # The check and the encoding run side by side: both must end before anything is
+        # stored, and on a one-image job nothing else would use the cores meanwhile.
+        checked: list[bool]
+        files: list[bytes]
+        checked, files = await _together(
+            lambda: self.output_check.flags(images),
+            lambda: _encode_all(images, params.output_format),
+        )
         nsfw = [a or b for a, b in zip(checked, provider_nsfw, strict=True)]
         if any(nsfw) and spec.safety == "block":
-            raise OutputBlocked  # never encoded, never stored; failing it refunds it
-        files = await _encode_all(images, params.output_format)
+            raise OutputBlocked  # never stored; failing it refunds it
         with anyio.CancelScope(shield=True):  # see _claim_and_run: never cut a transaction short
             done = await self.services.execution.complete(
                 job,
@@ -309,17 +318,31 @@ class Worker:
 
 
 async def _encode_all(images: list[Image.Image], output_format: str) -> list[bytes]:
-    """All of a job's images at once, each in a worker thread (Pillow lets go of the GIL
-    while it compresses), never on the event loop or in the model's way."""
-    files: list[bytes] = [b""] * len(images)
+    """All of a job's images at once, each in a worker thread (the PNG writer and Pillow let
+    go of the GIL while they compress), never on the event loop or in the model's way."""
+    return await _together(
+        *(partial(anyio.to_thread.run_sync, encode, image, output_format) for image in images)
+    )
 
-    async def encode_one(index: int) -> None:
-        files[index] = await anyio.to_thread.run_sync(encode, images[index], output_format)
+
+async def _together(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Each call's result, the calls run concurrently. A failure is raised as itself, not
+    inside an exception group, so the job's error message names it."""
+    results: list[Any] = [None] * len(calls)
+    errors: list[Exception] = []
+
+    async def run(index: int, call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            results[index] = await call()
+        except Exception as exc:
+            errors.append(exc)
 
     async with anyio.create_task_group() as group:
-        for index in range(len(images)):
-            group.start_soon(encode_one, index)
-    return files
+        for index, call in enumerate(calls):
+            group.start_soon(run, index, call)
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _ms_since(start: float) -> int:
