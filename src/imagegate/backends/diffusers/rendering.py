@@ -138,15 +138,20 @@ def _call(
 
 def _to_image(array: np.ndarray[Any, Any], row: Row, width: int, height: int) -> Image.Image:
     where = f"image {row.index + 1} of the job (seed {row.request.image_seed(row.index)})"
-    if np.isnan(array).any():
+    # In place, in one buffer: the same pixels as clip, scale and round, in half the time
+    # of a pass per step (it is on the path of every image).
+    scaled = np.multiply(array, 255, dtype=np.float32)
+    np.clip(scaled, 0, 255, out=scaled)
+    np.rint(scaled, out=scaled)
+    brightest = scaled.max()  # NaN wherever any pixel is NaN
+    if np.isnan(brightest):
         raise BadOutputError(
             f"the model produced NaN pixels for {where}: a numerical overflow; "
             'try dtype = "float32" or "bfloat16" for this route'
         )
-    pixels = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
-    if pixels.max() <= 1:
+    if brightest <= 1:
         raise BadOutputError(f"the model produced an all-black image for {where}")
-    image = Image.fromarray(pixels[..., :3])
+    image = Image.fromarray(scaled.astype(np.uint8)[..., :3])
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.LANCZOS)
     return image
