@@ -1,0 +1,105 @@
+"""How much a bare diffusers pipeline on the CPU slows down beside a process that wakes now
+and then: the question behind imagegate's slower model calls on small CPUs, where the
+server's own wake-ups (timers, polls) run beside the model.
+
+The neighbour busy-waits ``--busy-ms`` every ``--period-ms`` and sleeps the rest. Rounds
+alternate quiet calls with calls beside the neighbour, so drift in the machine's speed
+falls on both sides alike. Run with ``--threads 1`` to compare a one-thread pipeline.
+
+    python benchmarks/cpu_neighbour.py --model tiny-flux --busy-ms 0.2 --period-ms 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import tempfile
+import time
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imagegate.testing import tiny_pipelines
+
+PROMPT = "a red horse"
+
+
+def neighbour(stop: Event, busy_s: float, period_s: float) -> None:
+    while not stop.is_set():
+        end = time.perf_counter() + busy_s
+        while time.perf_counter() < end:
+            pass
+        time.sleep(period_s - busy_s)
+
+
+def load(model: str, directory: Path) -> Any:
+    from diffusers import FluxPipeline, StableDiffusionPipeline
+
+    if model == "tiny-flux":
+        pipe = FluxPipeline.from_pretrained(tiny_pipelines.save_tiny_flux(directory))
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(tiny_pipelines.save_tiny_sd(directory))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=["tiny-flux", "tiny-sd"], default="tiny-flux")
+    parser.add_argument("--busy-ms", type=float, default=0.2)
+    parser.add_argument("--period-ms", type=float, default=100.0)
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's own")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=3, help="per side per round")
+    parser.add_argument("--side", type=int, default=1024, help="render size in pixels")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe = load(args.model, Path(tmp) / "model")
+
+        def call(seed: int) -> float:
+            started = time.perf_counter()
+            pipe(
+                prompt=[PROMPT],
+                num_inference_steps=4,
+                width=args.side,
+                height=args.side,
+                guidance_scale=0.0,
+                generator=[torch.Generator("cpu").manual_seed(seed)],
+                output_type="pil",
+            )
+            return time.perf_counter() - started
+
+        call(0)
+        context = multiprocessing.get_context("spawn")
+        quiet: list[float] = []
+        beside: list[float] = []
+        for _ in range(args.rounds):
+            quiet += [call(seed) for seed in range(args.calls)]
+            stop = context.Event()
+            busy = context.Process(
+                target=neighbour, args=(stop, args.busy_ms / 1000, args.period_ms / 1000)
+            )
+            busy.start()
+            try:
+                beside += [call(seed) for seed in range(args.calls)]
+            finally:
+                stop.set()
+                busy.join()
+    print(
+        f"{args.model}, {torch.get_num_threads()} torch thread(s), {args.side}², 4 steps; "
+        f"neighbour: {args.busy_ms} ms busy every {args.period_ms} ms"
+    )
+    for label, times in (("quiet", quiet), ("beside the neighbour", beside)):
+        print(
+            f"  {label:21s} median {statistics.median(times) * 1000:6.0f} ms, "
+            f"best {min(times) * 1000:6.0f} ms ({len(times)} calls)"
+        )
+
+
+if __name__ == "__main__":
+    main()
