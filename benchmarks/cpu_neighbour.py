@@ -38,10 +38,9 @@ def neighbour(stop: Event, busy_s: float, period_s: float) -> None:
 def load(model: str, directory: Path) -> Any:
     from diffusers import FluxPipeline, StableDiffusionPipeline
 
-    if model == "tiny-flux":
-        pipe = FluxPipeline.from_pretrained(tiny_pipelines.save_tiny_flux(directory))
-    else:
-        pipe = StableDiffusionPipeline.from_pretrained(tiny_pipelines.save_tiny_sd(directory))
+    pipeline: Any = FluxPipeline if model == "tiny-flux" else StableDiffusionPipeline
+    save = tiny_pipelines.save_tiny_flux if model == "tiny-flux" else tiny_pipelines.save_tiny_sd
+    pipe = pipeline.from_pretrained(save(directory))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
