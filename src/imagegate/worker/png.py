@@ -31,9 +31,9 @@ def encode_png(image: Image.Image) -> bytes:
     return b"".join(
         (
             _SIGNATURE,
-            _chunk(b"IHDR", header),
-            _chunk(b"IDAT", isal_zlib.compress(_up_filtered(image), 1)),
-            _chunk(b"IEND", b""),
+            *_chunk(b"IHDR", header),
+            *_chunk(b"IDAT", isal_zlib.compress(_up_filtered(image), 1)),
+            *_chunk(b"IEND", b""),
         )
     )
 
@@ -58,6 +58,8 @@ def _up_filtered(image: Image.Image) -> bytes:
     return _UP + _UP.join(rows)
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
+def _chunk(kind: bytes, data: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """A chunk's parts, joined once with the rest of the file: IDAT is megabytes, and
+    concatenating it here would copy it a second time."""
     crc = zlib.crc32(data, zlib.crc32(kind))
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+    return struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)
