@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,8 @@ class Config:
     images: int
     warmup: int
     cpu_threads: int | None = None
+    rounds: int = 1
+    direct_reuse_memory: bool = False
 
 
 @dataclass
@@ -276,6 +278,34 @@ class Measured:
     @property
     def rate(self) -> float:
         return self.images / self.seconds
+
+
+def _on_cpu(device: str) -> bool:
+    from imagegate.backends.diffusers.loading import pick_device
+
+    return pick_device(device).type == "cpu"
+
+
+def allocator_facts(config: Config, env_extra: dict[str, str]) -> list[str]:
+    reuse = env_extra.get("IMAGEGATE_MODEL_MEMORY_REUSE", "true").lower() in ("1", "true", "yes")
+    return [
+        "malloc: imagegate's model process "
+        + (
+            "keeps freed memory for reuse (IMAGEGATE_MODEL_MEMORY_REUSE, the default)"
+            if reuse
+            else "has glibc's defaults (IMAGEGATE_MODEL_MEMORY_REUSE=false)"
+        )
+        + "; the direct loop "
+        + (
+            "the same (--direct-reuse-memory)"
+            if config.direct_reuse_memory
+            else "glibc's defaults, as a plain script has"
+        ),
+        f"rounds: {config.rounds}"
+        + (
+            " (direct and imagegate in turn)" if config.rounds > 1 else " (direct before and after)"
+        ),
+    ]
 
 
 def machine_facts(device: str) -> list[str]:
@@ -358,84 +388,141 @@ class Watch:
         return Watched(seconds, load, max(0.0, busy - sum(cpu.values())) / seconds, cpu)
 
 
-def direct(config: Config, sizes: Sizes, when: str) -> tuple[Measured, Measured]:
-    """The bare pipeline, loaded afresh: (one image per call, ``max_batch`` per call)."""
-    import torch
-    from PIL import Image
+class DirectPipeline:
+    """The bare pipeline, loaded with diffusers' own ``from_pretrained``."""
 
-    # The same device/dtype resolution and size arithmetic as the server's (so both
-    # render the same pixels); the pipeline itself is called plainly below.
-    from imagegate.backends.diffusers.loading import pick_device, pick_dtype, pipeline_class
-    from imagegate.backends.diffusers.rendering import render_size, size_multiple
-    from imagegate.domain.sizes import output_size
+    def __init__(self, config: Config, sizes: Sizes) -> None:
+        import torch
 
-    where = pick_device(config.device)
-    dtype = pick_dtype(config.dtype, where)
-    pipe: Any = pipeline_class(config.pipeline).from_pretrained(config.source, dtype=dtype)
-    if getattr(pipe, "safety_checker", None) is not None:
-        pipe.safety_checker = None
-    pipe.to(where)
-    pipe.set_progress_bar_config(disable=True)
-    width, height = output_size(config.aspect_ratio, config.resolution)
-    render_w, render_h = render_size(width, height, config.render_scale, size_multiple(pipe))
-    sizes.delivered, sizes.rendered = (width, height), (render_w, render_h)
+        # The same device/dtype resolution and size arithmetic as the server's (so both
+        # render the same pixels); the pipeline itself is called plainly below.
+        from imagegate.backends.diffusers.loading import pick_device, pick_dtype, pipeline_class
+        from imagegate.backends.diffusers.rendering import render_size, size_multiple
+        from imagegate.domain.sizes import output_size
 
-    def call(seeds: list[int]) -> tuple[float, float]:
+        self.config = config
+        self.where = pick_device(config.device)
+        dtype = pick_dtype(config.dtype, self.where)
+        pipe: Any = pipeline_class(config.pipeline).from_pretrained(config.source, dtype=dtype)
+        if getattr(pipe, "safety_checker", None) is not None:
+            pipe.safety_checker = None
+        pipe.to(self.where)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        width, height = output_size(config.aspect_ratio, config.resolution)
+        render_w, render_h = render_size(width, height, config.render_scale, size_multiple(pipe))
+        sizes.delivered, sizes.rendered = (width, height), (render_w, render_h)
+        self.delivered, self.rendered = (width, height), (render_w, render_h)
+        self._torch = torch
+
+    def call(self, seeds: list[int]) -> tuple[float, float]:
         """Make one image per seed; (pipeline seconds, upscale seconds)."""
+        from PIL import Image
+
         kwargs: dict[str, Any] = {
             "prompt": [PROMPT] * len(seeds),
-            "num_inference_steps": config.steps,
-            "width": render_w,
-            "height": render_h,
-            "generator": [torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+            "num_inference_steps": self.config.steps,
+            "width": self.rendered[0],
+            "height": self.rendered[1],
+            "generator": [self._torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             "output_type": "pil",
         }
-        if config.guidance_scale is not None:
-            kwargs["guidance_scale"] = config.guidance_scale
+        if self.config.guidance_scale is not None:
+            kwargs["guidance_scale"] = self.config.guidance_scale
         start = time.perf_counter()
-        images = pipe(**kwargs).images
+        images = self.pipe(**kwargs).images
         model_s = time.perf_counter() - start
         for image in images:
-            if image.size != (width, height):
-                image.resize((width, height), Image.Resampling.LANCZOS)
+            if image.size != self.delivered:
+                image.resize(self.delivered, Image.Resampling.LANCZOS)
         return model_s, time.perf_counter() - start - model_s
 
-    try:
-        for k in range(config.warmup):
-            call([10_000 + k])
-            call([20_000 + k * config.max_batch + j for j in range(config.max_batch)])
-        loop = _timed_calls(call, config.images, 1, f"direct loop, 1 image per call ({when})")
-        batched = _timed_calls(
-            call,
-            config.images,
-            config.max_batch,
-            f"direct, {config.max_batch} images per call ({when}; reference)",
-        )
-    finally:
-        pipe = None  # hand the weights back before the server loads its own copy
+    def warm(self) -> None:
+        for k in range(self.config.warmup):
+            self.call([10_000 + k])
+            per_call = self.config.max_batch
+            self.call([20_000 + k * per_call + j for j in range(per_call)])
+
+    def close(self) -> None:
+        self.pipe = None  # hand the weights back before anything loads its own copy
         gc.collect()
-        if where.type == "cuda":
-            torch.cuda.empty_cache()
-    return loop, batched
+        if self.where.type == "cuda":
+            self._torch.cuda.empty_cache()
 
 
-def _timed_calls(call: Any, images: int, per_call: int, label: str) -> Measured:
-    calls = math.ceil(images / per_call)
-    model_s = upscale_s = 0.0
+@contextmanager
+def direct_pipeline(config: Config, sizes: Sizes) -> Iterator[DirectPipeline]:
+    pipe = DirectPipeline(config, sizes)
+    try:
+        pipe.warm()
+        yield pipe
+    finally:
+        pipe.close()
+
+
+@dataclass
+class Tally:
+    """One row of the report, summed over the rounds it was measured in."""
+
+    label: str
+    clients: int = 0  # 0 for the direct rows
+    per_call: int = 1  # images per direct call
+    images: int = 0
+    seconds: float = 0.0
+    load: float = 0.0
+    others_s: float = 0.0  # CPU seconds other processes used meanwhile
+    cpu: dict[str, float] = field(default_factory=dict)
+    calls: int = 0
+    model_s: float = 0.0
+    upscale_s: float = 0.0
+    jobs: list[Job] = field(default_factory=list)
+
+    def add(self, watched: Watched, images: int) -> None:
+        self.images += images
+        self.seconds += watched.seconds
+        self.load = max(self.load, watched.load)
+        self.others_s += watched.others * watched.seconds
+        for name, value in watched.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + value
+
+    def measured(self) -> Measured:
+        made = max(self.images, 1)
+        if self.clients == 0:
+            detail = (
+                f"pipeline call {self.model_s / max(self.calls, 1) * 1000:.0f} ms, upscale "
+                f"{self.upscale_s / made * 1000:.1f} ms/image; "
+                f"CPU {self.cpu.get('bench', math.nan) / made * 1000:.0f} ms/image"
+            )
+        else:
+            per_image = {k: v / made * 1000 for k, v in self.cpu.items()}
+            detail = (
+                f"per job: latency {statistics.mean(j.latency_s for j in self.jobs) * 1000:.0f}"
+                f" ms, worker {statistics.mean(j.execution_ms for j in self.jobs):.0f} ms, "
+                f"model call {statistics.mean(j.inference_ms for j in self.jobs):.0f} ms; "
+                f"CPU/image: server {per_image.get('server', math.nan):.0f} ms, model process "
+                f"{per_image.get('model', math.nan):.0f} ms, clients "
+                f"{per_image.get('bench', math.nan):.0f} ms"
+            )
+        others = self.others_s / self.seconds if self.seconds else math.nan
+        return Measured(
+            self.label, self.clients, self.images, self.seconds, self.load, others, detail
+        )
+
+
+def direct_calls(pipe: DirectPipeline, tally: Tally, images: int) -> None:
+    """``images`` more images for a direct row, ``tally.per_call`` to a call."""
+    calls = math.ceil(images / tally.per_call)
     watch = Watch()
-    for k in range(calls):
-        m, u = call([k * per_call + j for j in range(per_call)])
-        model_s, upscale_s = model_s + m, upscale_s + u
-    w = watch.stop()
-    made = calls * per_call
-    cpu_ms = w.cpu.get("bench", math.nan) / made * 1000
-    detail = (
-        f"pipeline call {model_s / calls * 1000:.0f} ms, upscale "
-        f"{upscale_s / made * 1000:.1f} ms/image; CPU {cpu_ms:.0f} ms/image"
-    )
-    measured = Measured(label, 0, made, w.seconds, w.load, w.others, detail)
-    _log(f"  {label}: {measured.rate:.2f} images/s ({detail}; others {w.others:.2f} cores)")
-    return measured
+    for _ in range(calls):
+        first = tally.calls * tally.per_call
+        model_s, upscale_s = pipe.call(list(range(first, first + tally.per_call)))
+        tally.calls += 1
+        tally.model_s += model_s
+        tally.upscale_s += upscale_s
+    watched = watch.stop()
+    tally.add(watched, calls * tally.per_call)
+    rate = calls * tally.per_call / watched.seconds
+    _log(f"  {tally.label}: {rate:.2f} images/s (others {watched.others:.2f} cores)")
 
 
 # --- imagegate ---
@@ -562,45 +649,91 @@ def _check_stored(url: str, sizes: Sizes) -> None:
             raise RuntimeError(f"the stored image is {image.size}, expected {sizes.delivered}")
 
 
-def through_imagegate(
+def imagegate_jobs(
+    base: str, key: str, pid: int, config: Config, sizes: Sizes, tally: Tally, images: int
+) -> None:
+    """``images`` more jobs for an imagegate row, from ``tally.clients`` closed loops."""
+    # The server is its own session (start_new_session): its model process too.
+    watch = Watch(session=pid)
+    first_seed = 1_000_000 + 10_000 * tally.clients + tally.images
+    _, jobs = asyncio.run(_closed_loop(base, key, config, tally.clients, images, first_seed))
+    watched = watch.stop()
+    _check_stored(jobs[-1].output, sizes)
+    tally.jobs += jobs
+    tally.add(watched, len(jobs))
+    _log(
+        f"  imagegate, {tally.clients} client(s): {len(jobs) / watched.seconds:.2f} images/s "
+        f"(others {watched.others:.2f} cores)"
+    )
+
+
+def warm_imagegate(base: str, key: str, config: Config) -> None:
+    """Every client count's first job(s), unmeasured, so batches of each size ran once."""
+    for clients in config.clients:
+        warm = clients * config.warmup
+        asyncio.run(_closed_loop(base, key, config, clients, warm, 900_000 + 1_000 * clients))
+
+
+def measure(
     config: Config,
     sizes: Sizes,
     tmp: Path,
     env: dict[str, str],
     keep_log: Path | None,
     log_level: str,
-) -> list[Measured]:
-    rows = []
+    direct_after: bool,
+) -> tuple[list[Measured], list[Measured]]:
+    """(direct rows, imagegate rows). With several rounds, the direct pipeline and the
+    server are both loaded and take turns, each round a share of every row's images, so
+    the machine's drift in speed (here up to 30 % within minutes) falls on both alike.
+    With one round, the direct rows are measured before and after imagegate's, with only
+    one copy of the model loaded at a time (for models that fill a GPU)."""
+    per_round = math.ceil(config.images / config.rounds)
+    rows = [Tally("imagegate", clients) for clients in config.clients]
+
+    def direct_tallies(when: str | None) -> list[Tally]:
+        loop, reference = (f" ({when})", f" ({when}; reference)") if when else ("", " (reference)")
+        return [
+            Tally(f"direct loop, 1 image per call{loop}"),
+            Tally(
+                f"direct, {config.max_batch} images per call{reference}", per_call=config.max_batch
+            ),
+        ]
+
+    if config.rounds > 1:
+        directs = direct_tallies(None)
+        _log(f"direct pipeline and imagegate, {config.rounds} rounds in turn ...")
+        with (
+            direct_pipeline(config, sizes) as pipe,
+            imagegate_server(config, tmp, env, keep_log, log_level) as (base, key, pid),
+        ):
+            warm_imagegate(base, key, config)
+            for round_ in range(config.rounds):
+                _log(f"round {round_ + 1} of {config.rounds}")
+                for tally in directs:
+                    direct_calls(pipe, tally, per_round)
+                for tally in rows:
+                    imagegate_jobs(base, key, pid, config, sizes, tally, per_round)
+        return [t.measured() for t in directs], [t.measured() for t in rows]
+
+    _log("direct pipeline ...")
+    directs = direct_tallies("before")
+    with direct_pipeline(config, sizes) as pipe:
+        for tally in directs:
+            direct_calls(pipe, tally, config.images)
+    _log("imagegate ...")
     with imagegate_server(config, tmp, env, keep_log, log_level) as (base, key, pid):
-        seed = 1_000_000
-        for clients in config.clients:
-            # Unmeasured: every client's first job(s), so batches of this size ran once.
-            warm = clients * config.warmup
-            asyncio.run(_closed_loop(base, key, config, clients, warm, seed))
-            seed += warm
-            # The server is its own session (start_new_session): its model process too.
-            watch = Watch(session=pid)
-            _, jobs = asyncio.run(_closed_loop(base, key, config, clients, config.images, seed))
-            w = watch.stop()
-            seed += config.images
-            _check_stored(jobs[-1].output, sizes)
-            latency = statistics.mean(job.latency_s for job in jobs) * 1000
-            execution = statistics.mean(job.execution_ms for job in jobs)
-            inference = statistics.mean(job.inference_ms for job in jobs)
-            per_image = {k: v / len(jobs) * 1000 for k, v in w.cpu.items()}
-            detail = (
-                f"per job: latency {latency:.0f} ms, worker {execution:.0f} ms, model call "
-                f"{inference:.0f} ms; CPU/image: server {per_image.get('server', math.nan):.0f} "
-                f"ms, model process {per_image.get('model', math.nan):.0f} ms, clients "
-                f"{per_image.get('bench', math.nan):.0f} ms"
-            )
-            row = Measured("imagegate", clients, len(jobs), w.seconds, w.load, w.others, detail)
-            _log(
-                f"  imagegate, {clients} client(s): {row.rate:.2f} images/s ({detail}; "
-                f"others {w.others:.2f} cores)"
-            )
-            rows.append(row)
-    return rows
+        warm_imagegate(base, key, config)
+        for tally in rows:
+            imagegate_jobs(base, key, pid, config, sizes, tally, config.images)
+    if direct_after:
+        _log("direct pipeline again ...")
+        after = direct_tallies("after")
+        with direct_pipeline(config, sizes) as pipe:
+            for tally in after:
+                direct_calls(pipe, tally, config.images)
+        directs += after
+    return [t.measured() for t in directs], [t.measured() for t in rows]
 
 
 # --- the report ---
@@ -636,7 +769,7 @@ def print_report(
     )
     print(
         "- direct: includes the Lanczos upscale to the delivered size, not PNG encoding or "
-        "storage; ratios are against the faster direct loop row"
+        "storage; ratios are against the (faster) direct loop row"
     )
     print()
     print(
@@ -768,6 +901,18 @@ def parse_args() -> argparse.Namespace:
         help="what the clients ask imagegate for (default: %(default)s)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        help="take turns: each round measures a share of every row, both loaded at once "
+        "(default: 3 on a CPU; 1 on a GPU, where 1 measures direct before and after)",
+    )
+    parser.add_argument(
+        "--direct-reuse-memory",
+        action="store_true",
+        help="give the direct loop the malloc settings imagegate's model process runs with "
+        "(IMAGEGATE_MODEL_MEMORY_REUSE): compares imagegate's overhead alone",
+    )
+    parser.add_argument(
         "--no-direct-after",
         dest="direct_after",
         action="store_false",
@@ -826,21 +971,25 @@ def main() -> None:
                 images=args.images,
                 warmup=args.warmup,
                 cpu_threads=args.cpu_threads,
+                rounds=args.rounds or (3 if _on_cpu(args.device) else 1),
+                direct_reuse_memory=args.direct_reuse_memory,
             )
-            facts = machine_facts(args.device)
+            if config.direct_reuse_memory:
+                from imagegate.worker import allocator
+
+                # Before the direct pipeline allocates anything, as in the model process.
+                if not allocator.keep_freed_memory():
+                    sys.exit("--direct-reuse-memory: this C library is not glibc")
+            facts = [*machine_facts(args.device), *allocator_facts(config, env_extra=extra)]
             for line in facts:
                 _log(line)
             env = server_env(config, tmp, extra)
             shown = {k: v for k, v in env.items() if k.startswith("IMAGEGATE_")}
             _log(f"registry entry:\n{registry_toml(config)}server environment: {shown}")
             sizes = Sizes()
-            _log("direct pipeline ...")
-            directs = [*direct(config, sizes, "before")]
-            _log("imagegate ...")
-            rows = through_imagegate(config, sizes, tmp, env, args.keep_log, args.log_level)
-            if args.direct_after:
-                _log("direct pipeline again ...")
-                directs += direct(config, sizes, "after")
+            directs, rows = measure(
+                config, sizes, tmp, env, args.keep_log, args.log_level, args.direct_after
+            )
             print_report(config, sizes, facts, directs, rows, command)
     except KeyboardInterrupt:
         _log("interrupted: the server and its model process stopped, scratch files removed")

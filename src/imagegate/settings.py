@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         description="memory the loaded models may hold; least recently used ones are "
         "unloaded past it (unset: no limit)",
     )
+    model_memory_reuse: bool = Field(
+        default=True,
+        description="in the model process, on Linux: keep memory that one model step freed "
+        "for the next instead of handing it back to the system (CPU models run much faster; "
+        "the process keeps what its largest batch needed until a model is unloaded)",
+    )
     progress_interval_s: float = Field(
         default=0.5, gt=0, description="how often a running job's step is written"
     )

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import random
 
+import nudenet.nudenet as nudenet_module
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageDraw
 
-from imagegate.backends.safety import NudeNetChecker
+from imagegate.backends.safety import NudeNetChecker, keep_candidates
 from imagegate.training import scenes
 from imagegate.worker.output_check import OutputCheck, checker_path
 
@@ -68,3 +73,58 @@ async def test_the_worker_builds_the_check_once_and_flags_each_image() -> None:
     await check.flags(images)
     assert check._checker is first
     assert await OutputCheck("none").flags(images) == [False] * 3
+
+
+def _postprocess(output: np.ndarray) -> list[dict[str, object]]:
+    """nudenet's own post-processing of one raw model output, for a 1024x768 image."""
+    found: list[dict[str, object]] = nudenet_module._postprocess(
+        [output], 0, 256, 1.0, 1024 / 768, 1024, 768, 320, 320
+    )
+    return found
+
+
+# Scores on and around nudenet's threshold (as float32, the model's type), and far from it.
+_SCORES = st.sampled_from(
+    [0.0, 0.05, float(np.nextafter(np.float32(0.2), 0)), 0.2, 0.2000001, 0.25, 0.5, 0.93]
+)
+
+
+@st.composite
+def yolo_outputs(draw: st.DrawFn) -> np.ndarray:
+    boxes = draw(st.integers(2, 40))  # the model always proposes many (2,100)
+    centres = draw(arrays(np.float32, (2, boxes), elements=st.floats(0, 320, width=32)))
+    sides = draw(arrays(np.float32, (2, boxes), elements=st.floats(1, 200, width=32)))
+    scores = draw(arrays(np.float32, (18, boxes), elements=_SCORES))
+    return np.concatenate([centres, sides, scores])[np.newaxis]
+
+
+@settings(max_examples=300, deadline=None)
+@given(yolo_outputs())
+def test_dropping_unseen_candidates_leaves_nudenets_answer_as_it_was(
+    output: np.ndarray,
+) -> None:
+    assert _postprocess(keep_candidates(output)) == _postprocess(output)
+
+
+def test_the_checker_finds_what_the_unfiltered_detector_finds(checker: NudeNetChecker) -> None:
+    session = checker._detector.onnx_session
+    images = [
+        *benign_images(),
+        Image.effect_noise((640, 480), 90).convert("RGB"),
+        Image.linear_gradient("L").resize((1024, 1024)).convert("RGB"),
+    ]
+    filtered = [checker.detections(image) for image in images]
+    checker._detector.onnx_session = session._session
+    try:
+        unfiltered = [checker.detections(image) for image in images]
+    finally:
+        checker._detector.onnx_session = session
+    assert filtered == unfiltered
+    # Not vacuous: these images do give the post-processing candidates to weigh.
+    raw = session._session.run(None, {checker._detector.input_name: _blob(images[0])})[0]
+    assert keep_candidates(raw).shape[2] < raw.shape[2]
+
+
+def _blob(image: Image.Image) -> np.ndarray:
+    blob: np.ndarray = nudenet_module._read_image(np.asarray(image.convert("RGBA")), 320)[0]
+    return blob

@@ -104,3 +104,38 @@ class FlaglessChecker:
 
     def check(self, images: Sequence[Image.Image]) -> list[bool]:
         return []
+
+
+class HeapBackend(_Quiet):
+    """A "model" whose weights are 256 MiB of ordinary heap memory, every page touched."""
+
+    SIZE = 256 * 1024**2
+
+    def __init__(self, spec: RouteSpec) -> None:
+        super().__init__(spec)
+        self.weights: bytearray | None = bytearray(b"\1") * self.SIZE
+
+    def memory_bytes(self) -> int:
+        return self.SIZE
+
+    def close(self) -> None:
+        self.weights = None
+
+
+class PageFaultsBackend(_Quiet):
+    """Fails every job with the page faults that two 64 MiB buffers, allocated and freed one
+    after the other, took in the process it runs in: how a test reads the model process's
+    malloc settings from outside."""
+
+    def generate(
+        self, requests: Sequence[GenerationInput], progress: ProgressCallback
+    ) -> list[list[Image.Image]]:
+        import resource
+
+        counts = []
+        for _ in range(2):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            buffer = bytearray(b"\1") * (64 * 1024**2)
+            del buffer
+            counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        raise RuntimeError(f"page faults {counts[0]} {counts[1]}")

@@ -105,7 +105,7 @@ class Recording:
         spec: RouteSpec,
         requests: Sequence[GenerationInput],
         progress: ProgressCallback,
-        stop: Callable[[], bool],
+        stop: anyio.Event,
     ) -> tuple[list[list[Image.Image]], int]:
         call = Call(spec, list(requests), time.monotonic(), self.inner.cache.routes)
         self.calls.append(call)

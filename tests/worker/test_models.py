@@ -19,6 +19,7 @@ pytestmark = pytest.mark.anyio
 
 MOCK = RouteSpec(route="a/mock", backend="mock", tasks=("text-to-image",))
 SLOW = RouteSpec(route="a/slow", backend="mock", tasks=("text-to-image",), delay_ms=4000)
+BRIEF = RouteSpec(route="a/brief", backend="mock", tasks=("text-to-image",), delay_ms=400)
 DYING = RouteSpec(
     route="a/dying", backend="tests.worker.backends:DyingBackend", tasks=("text-to-image",)
 )
@@ -31,8 +32,8 @@ def request(prompt: str = "x", n: int = 2, seed: int = 1) -> GenerationInput:
     return GenerationInput(task="text-to-image", prompt=prompt, n=n, width=64, height=48, seed=seed)
 
 
-def never() -> bool:
-    return False
+def never() -> anyio.Event:
+    return anyio.Event()
 
 
 def ignore(step: int, total: int) -> None:
@@ -52,7 +53,7 @@ class ModelsContract:
             MOCK,
             [request(n=2, seed=1), request(n=1, seed=9)],
             lambda s, t: steps.append((s, t)),
-            never,
+            never(),
         )
         assert [[image.size for image in images] for images in batches] == [
             [(64, 48), (64, 48)],
@@ -66,26 +67,25 @@ class ModelsContract:
         self, models: Models
     ) -> None:
         with pytest.raises(Exception, match=r"model\.safetensors is missing"):
-            await models.generate(DYING, [request("oserror")], ignore, never)
-        batches, _ = await models.generate(DYING, [request()], ignore, never)
+            await models.generate(DYING, [request("oserror")], ignore, never())
+        batches, _ = await models.generate(DYING, [request()], ignore, never())
         assert len(batches[0]) == 2
 
     async def test_a_model_that_cannot_load_fails_with_its_reason(self, models: Models) -> None:
         with pytest.raises(Exception, match=r"a/broken: model_index\.json is missing"):
             await models.load(UNLOADABLE)
         with pytest.raises(Exception, match=r"model_index\.json is missing"):
-            await models.generate(UNLOADABLE, [request()], ignore, never)
+            await models.generate(UNLOADABLE, [request()], ignore, never())
 
     async def test_stop_ends_the_batch_at_its_next_step(self, models: Models) -> None:
-        stopped = False
+        stopped = anyio.Event()
 
         def progress(step: int, total: int) -> None:
-            nonlocal stopped
-            stopped = True
+            stopped.set()
 
         with anyio.fail_after(3), pytest.raises(JobCancelled):  # the batch would take 4 s
-            await models.generate(SLOW, [request()], progress, lambda: stopped)
-        batches, _ = await models.generate(MOCK, [request(n=1)], ignore, never)
+            await models.generate(SLOW, [request()], progress, stopped)
+        batches, _ = await models.generate(MOCK, [request(n=1)], ignore, never())
         assert len(batches[0]) == 1
 
     async def test_a_stop_leaves_no_stale_answer_for_the_next_batch(self, models: Models) -> None:
@@ -98,8 +98,8 @@ class ModelsContract:
         async with anyio.create_task_group() as group:
             group.start_soon(stop_soon)
             with anyio.fail_after(3), pytest.raises(JobCancelled):
-                await models.generate(SLOW, [request()], ignore, stopped.is_set)
-        batches, _ = await models.generate(MOCK, [request(n=1)], ignore, never)
+                await models.generate(SLOW, [request()], ignore, stopped)
+        batches, _ = await models.generate(MOCK, [request(n=1)], ignore, never())
         assert len(batches[0]) == 1
 
 
@@ -116,10 +116,27 @@ class TestModelProcess(ModelsContract):
         await models.load(DYING)
         pid = models._process.pid if models._process else None
         with pytest.raises(ModelProcessDied, match="killed by signal 9"):
-            await models.generate(DYING, [request("die")], ignore, never)
-        batches, _ = await models.generate(DYING, [request()], ignore, never)
+            await models.generate(DYING, [request("die")], ignore, never())
+        batches, _ = await models.generate(DYING, [request()], ignore, never())
         assert len(batches[0]) == 2
         assert models._process is not None and models._process.pid != pid
+
+    @pytest.mark.parametrize("pause_s", [0.6, 0.0])
+    async def test_a_batch_its_caller_gave_up_on_never_answers_for_the_next(
+        self, models: ModelProcess, pause_s: float
+    ) -> None:
+        """The caller of a batch is cancelled (no Cancel is sent) and the next batch is sent
+        after the abandoned one has ended (its Done and images wait in the pipe) or while it
+        still runs (it stops at its next step: nobody wants it any more)."""
+        with anyio.move_on_after(0.1):
+            await models.generate(BRIEF, [request("abandoned", n=3, seed=5)], ignore, never())
+        await anyio.sleep(pause_s)
+        with anyio.fail_after(10):
+            batches, _ = await models.generate(
+                MOCK, [request("next", n=1, seed=6)], ignore, never()
+            )
+        alone, _ = await models.generate(MOCK, [request("next", n=1, seed=6)], ignore, never())
+        assert [image.tobytes() for image in batches[0]] == [alone[0][0].tobytes()]
 
 
 class TestInThreadModels(ModelsContract):

@@ -16,6 +16,10 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+# nudenet's post-processing looks only at candidate boxes whose best class score reaches
+# this (its own constant, in ``nudenet._postprocess``).
+NUDENET_MIN_SCORE = 0.2
+
 
 class ImageChecker(Protocol):
     def check(self, images: Sequence[Image.Image]) -> list[bool]:
@@ -47,10 +51,12 @@ class NudeNetChecker:
         options = onnxruntime.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self._detector.onnx_session = onnxruntime.InferenceSession(
-            str(Path(nudenet.__file__).with_name("320n.onnx")),
-            sess_options=options,
-            providers=["CPUExecutionProvider"],
+        self._detector.onnx_session = _FewerCandidates(
+            onnxruntime.InferenceSession(
+                str(Path(nudenet.__file__).with_name("320n.onnx")),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
+            )
         )
 
     def detections(self, image: Image.Image) -> list[dict[str, Any]]:
@@ -68,3 +74,32 @@ class NudeNetChecker:
             )
             for image in images
         ]
+
+
+class _FewerCandidates:
+    """nudenet's ONNX session, answering only the candidate boxes nudenet goes on to look
+    at. The model proposes 2,100 boxes an image and nudenet's post-processing visits each in
+    a Python loop, skipping all but a few: about 12 ms of a 35 ms check. Dropping the
+    skipped ones first, in one array operation, leaves its answers as they were."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def run(self, output_names: Any, feed: Any) -> list[Any]:
+        outputs: list[Any] = self._session.run(output_names, feed)
+        return [keep_candidates(outputs[0]), *outputs[1:]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def keep_candidates(output: Any) -> Any:
+    """The candidates of a (1, 4 + classes, boxes) YOLO output that nudenet would consider,
+    in their order (its non-maximum suppression breaks ties by position)."""
+    if output.ndim != 3 or output.shape[0] != 1 or output.shape[2] < 2:
+        return output
+    keep = output[0, 4:, :].max(axis=0) >= NUDENET_MIN_SCORE
+    # nudenet squeezes the batch axis away, so a single column would lose its own axis too:
+    # the first two always stay, and nudenet's own test passes over them if they score low.
+    keep[:2] = True
+    return output[:, :, keep]

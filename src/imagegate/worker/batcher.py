@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,8 +39,11 @@ class Models(Protocol):
         spec: RouteSpec,
         requests: Sequence[GenerationInput],
         progress: ProgressCallback,
-        stop: Callable[[], bool],
-    ) -> tuple[list[list[Image.Image]], int]: ...
+        stop: anyio.Event,
+    ) -> tuple[list[list[Image.Image]], int]:
+        """One list of images per request and the model's time in ms; raises JobCancelled
+        soon after ``stop`` is set (at the model's next step)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -55,10 +58,23 @@ class _Waiting:
     images: list[Image.Image] = field(default_factory=list)
     inference_ms: int = 0
     error: Exception | None = None
+    running: _Running | None = None  # the batch it is in, once that is in the model
 
     @property
     def key(self) -> tuple[str, str, int, int]:
         return (self.spec.route, self.request.task, self.request.width, self.request.height)
+
+
+@dataclass(eq=False)
+class _Running:
+    """A batch in the model, which stops once every one of its jobs is cancelled."""
+
+    items: list[_Waiting]
+    stop: anyio.Event = field(default_factory=anyio.Event)
+
+    def one_left(self) -> None:
+        if all(item.cancelled.is_set() for item in self.items):
+            self.stop.set()
 
 
 class Batcher:
@@ -88,6 +104,8 @@ class Batcher:
 
                 async def leave_on_cancel() -> None:
                     await cancelled.wait()
+                    if item.running is not None:
+                        item.running.one_left()
                     group.cancel_scope.cancel()
 
                 group.start_soon(leave_on_cancel)
@@ -156,12 +174,12 @@ class Batcher:
             for item in batch:
                 item.progress(step, total)
 
-        def stop() -> bool:
-            return all(item.cancelled.is_set() for item in batch)
-
+        running = _Running(batch)
+        for item in batch:
+            item.running = running
         try:
             images, inference_ms = await self.models.generate(
-                spec, [item.request for item in batch], progress, stop
+                spec, [item.request for item in batch], progress, running.stop
             )
             if len(images) != len(batch):
                 raise RuntimeError(

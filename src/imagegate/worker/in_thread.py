@@ -5,7 +5,7 @@ worker with it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import anyio
 from PIL import Image
@@ -28,11 +28,13 @@ class InThreadModels:
         spec: RouteSpec,
         requests: Sequence[GenerationInput],
         progress: ProgressCallback,
-        stop: Callable[[], bool],
+        stop: anyio.Event,
     ) -> tuple[list[list[Image.Image]], int]:
         def step(done: int, total: int) -> None:
-            progress(done, total)
-            if stop():
+            # On the event loop, as in the model process's case: callers' progress
+            # callbacks need not be thread-safe.
+            anyio.from_thread.run_sync(progress, done, total)
+            if stop.is_set():
                 raise JobCancelled()
 
         started = time.perf_counter()

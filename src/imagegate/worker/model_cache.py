@@ -19,6 +19,7 @@ from PIL import Image
 
 from imagegate.backends.base import BackendOutOfMemory, GenerationInput, ProgressCallback
 from imagegate.domain.registry import RouteSpec
+from imagegate.worker import allocator
 
 log = logging.getLogger("imagegate.models")
 
@@ -103,6 +104,8 @@ class ModelCache:
         # Pipelines hold reference cycles (modules, hooks); without a collection their
         # tensors would outlive the eviction that was meant to free them.
         gc.collect()
+        # A process that keeps freed memory for reuse (allocator.py) would keep this too.
+        allocator.release()
 
     def clear(self, keep: str | None = None) -> None:
         for route in [r for r in self._loaded if r != keep]:

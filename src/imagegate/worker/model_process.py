@@ -7,7 +7,7 @@ import contextlib
 import logging
 import multiprocessing
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -26,25 +26,44 @@ from imagegate.worker.protocol import (
     Progress,
     Run,
     Shutdown,
+    receive_images,
 )
 
 log = logging.getLogger("imagegate.worker")
 
-# How often the supervisor looks at the stop flag and the process while a batch runs. The
-# pipe itself wakes the event loop as soon as an answer arrives (no thread, no busy poll).
-_POLL_S = 0.1
+# The pipe wakes the event loop as soon as an answer arrives, or at once when the process
+# dies (the end of file), and a stop wakes it through its event: nothing polls. Only a
+# process that died while a fork of its own still holds the pipe open is noticed by this
+# look, so it can be slow; a quiet supervisor keeps the model's CPU to itself.
+_ALIVE_CHECK_S = 2.0
 
 
 class ModelProcessDied(Exception):
     pass
 
 
-async def _readable(conn: Connection, limit_s: float) -> bool:
-    """Whether the pipe has an answer within ``limit_s``, waiting in the event loop."""
+async def _readable(conn: Connection, stop: anyio.Event | None, limit_s: float) -> bool:
+    """Whether the pipe has an answer, waiting in the event loop until it has, ``stop`` is
+    set or ``limit_s`` has passed."""
     if conn.poll():
         return True
+    if stop is not None and stop.is_set():
+        return False
     with anyio.move_on_after(limit_s):
-        await anyio.wait_readable(conn.fileno())
+        async with anyio.create_task_group() as group:
+            # Neither task raises: whichever comes first ends both.
+
+            async def answer() -> None:
+                await anyio.wait_readable(conn.fileno())
+                group.cancel_scope.cancel()
+
+            async def stopped(event: anyio.Event) -> None:
+                await event.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(answer)
+            if stop is not None:
+                group.start_soon(stopped, stop)
     return conn.poll()
 
 
@@ -53,8 +72,9 @@ def _run_id() -> str:
 
 
 class ModelProcess:
-    def __init__(self, budget_bytes: int | None = None) -> None:
+    def __init__(self, budget_bytes: int | None = None, *, reuse_memory: bool = True) -> None:
         self.budget_bytes = budget_bytes
+        self.reuse_memory = reuse_memory
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
 
@@ -66,7 +86,7 @@ class ModelProcess:
         log_level = logging.getLevelName(root.getEffectiveLevel()) if root.handlers else None
         process = context.Process(
             target=child.main,
-            args=(child_end, self.budget_bytes, log_level),
+            args=(child_end, self.budget_bytes, log_level, self.reuse_memory),
             name="imagegate-model",
             daemon=True,
         )
@@ -84,46 +104,46 @@ class ModelProcess:
 
     async def load(self, spec: RouteSpec) -> None:
         """Load a model ahead of its first job; raises RuntimeError if it cannot be."""
-        await self._exchange(Load(_run_id(), spec), lambda step, total: None, lambda: False)
+        await self._exchange(Load(_run_id(), spec), lambda step, total: None, anyio.Event())
 
     async def generate(
         self,
         spec: RouteSpec,
         requests: Sequence[GenerationInput],
         progress: ProgressCallback,
-        stop: Callable[[], bool],
+        stop: anyio.Event,
     ) -> tuple[list[list[Image.Image]], int]:
         """One list of images per request and the model's own time in ms; raises
-        ModelProcessDied, JobCancelled once ``stop()`` holds, or RuntimeError with the
+        ModelProcessDied, JobCancelled once ``stop`` is set, or RuntimeError with the
         backend's message."""
-        done = await self._exchange(Run(_run_id(), spec, list(requests)), progress, stop)
-        return done.images, done.inference_ms
+        return await self._exchange(Run(_run_id(), spec, list(requests)), progress, stop)
 
     async def _exchange(
-        self, message: Run | Load, progress: ProgressCallback, stop: Callable[[], bool]
-    ) -> Done:
+        self, message: Run | Load, progress: ProgressCallback, stop: anyio.Event
+    ) -> tuple[list[list[Image.Image]], int]:
         process, conn = await anyio.to_thread.run_sync(self._running)
         conn.send(message)
         run_id = message.run_id
         cancel_sent = False
         while True:
-            if not cancel_sent and stop():
+            if not cancel_sent and stop.is_set():
                 conn.send(Cancel(run_id))
                 cancel_sent = True
-            if not await _readable(conn, _POLL_S):
+            if not await _readable(conn, None if cancel_sent else stop, _ALIVE_CHECK_S):
                 if not process.is_alive():
                     raise self._died(process)
                 continue
             try:
                 answer = conn.recv()
+                images = receive_images(conn, answer) if isinstance(answer, Done) else []
             except (EOFError, OSError):
                 raise self._died(process) from None
             if answer.run_id != run_id:
-                continue  # a late answer about an earlier run
+                continue  # a late answer about an earlier run, its images read and dropped
             if isinstance(answer, Progress):
                 progress(answer.step, answer.total)
             elif isinstance(answer, Done):
-                return answer
+                return images, answer.inference_ms
             elif isinstance(answer, Failed):
                 if answer.cancelled:
                     raise JobCancelled()

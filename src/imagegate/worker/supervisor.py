@@ -79,7 +79,7 @@ class Worker:
         # it the jobs that all slots have in hand.
         self.models: Models
         if settings.worker_isolation == "process":
-            self.models = ModelProcess(budget)
+            self.models = ModelProcess(budget, reuse_memory=settings.model_memory_reuse)
         else:
             self.models = InThreadModels(budget)
         self.batcher = Batcher(self.models, settings.batch_window_ms / 1000)
@@ -265,6 +265,7 @@ class Worker:
         else:
             images, inference_ms = await self._generate(job, spec, progress, cancelled)
             provider_nsfw = [False] * len(images)
+        generated = time.perf_counter()
         if len(images) != params.n or any(
             image.size != (params.width, params.height) for image in images
         ):
@@ -280,6 +281,7 @@ class Worker:
             lambda: self.output_check.flags(images),
             lambda: _encode_all(images, params.output_format),
         )
+        checked_at = time.perf_counter()
         nsfw = [a or b for a, b in zip(checked, provider_nsfw, strict=True)]
         if any(nsfw) and spec.safety == "block":
             raise OutputBlocked  # never stored; failing it refunds it
@@ -296,7 +298,16 @@ class Worker:
                 cost_micros=target.cost_micros * params.n,
             )
         if done:
-            _job_log(job).info("job completed in %d ms on %s", _ms_since(started), target.name)
+            jlog = _job_log(job)
+            jlog.info("job completed in %d ms on %s", _ms_since(started), target.name)
+            jlog.debug(
+                "job's time: %d ms to the images (the model's %d), %d ms checking and "
+                "encoding, %d ms storing",
+                round((generated - started) * 1000),
+                inference_ms,
+                round((checked_at - generated) * 1000),
+                _ms_since(checked_at),
+            )
 
     async def _generate(
         self, job: Job, spec: RouteSpec, progress: ProgressCallback, cancelled: anyio.Event
