@@ -684,10 +684,13 @@ def measure(
     direct_after: bool,
 ) -> tuple[list[Measured], list[Measured]]:
     """(direct rows, imagegate rows). With several rounds, the direct pipeline and the
-    server are both loaded and take turns, each round a share of every row's images, so
-    the machine's drift in speed (here up to 30 % within minutes) falls on both alike.
-    With one round, the direct rows are measured before and after imagegate's, with only
-    one copy of the model loaded at a time (for models that fill a GPU)."""
+    server are both loaded and take turns, each round a share of the direct rows' and the
+    1-client row's images, so the machine's drift in speed (here up to 30 % within
+    minutes) falls on both alike. A row with more clients runs whole, in the middle round:
+    cut into shares, it would pay its ramp-up (the first job starts alone) and its tail (a
+    last, partial batch) once a round. With one round, the direct rows are measured before
+    and after imagegate's, with only one copy of the model loaded at a time (for models
+    that fill a GPU)."""
     per_round = math.ceil(config.images / config.rounds)
     rows = [Tally("imagegate", clients) for clients in config.clients]
 
@@ -713,7 +716,10 @@ def measure(
                 for tally in directs:
                     direct_calls(pipe, tally, per_round)
                 for tally in rows:
-                    imagegate_jobs(base, key, pid, config, sizes, tally, per_round)
+                    if tally.clients == 1:
+                        imagegate_jobs(base, key, pid, config, sizes, tally, per_round)
+                    elif round_ == config.rounds // 2:
+                        imagegate_jobs(base, key, pid, config, sizes, tally, config.images)
         return [t.measured() for t in directs], [t.measured() for t in rows]
 
     _log("direct pipeline ...")
