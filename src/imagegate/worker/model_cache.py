@@ -63,6 +63,9 @@ class ModelCache:
             self.clear()
             backend = load_backend(spec)
         self._loaded[spec.route] = backend
+        # Loading leaves freed memory behind (weights read on the CPU, then moved to a GPU),
+        # which a process that keeps freed memory for reuse (allocator.py) would hold on to.
+        allocator.release()
         log.info(
             "loaded model %s in %.1f s, holding %s",
             spec.route,
@@ -104,8 +107,7 @@ class ModelCache:
         # Pipelines hold reference cycles (modules, hooks); without a collection their
         # tensors would outlive the eviction that was meant to free them.
         gc.collect()
-        # A process that keeps freed memory for reuse (allocator.py) would keep this too.
-        allocator.release()
+        allocator.release()  # as after loading
 
     def clear(self, keep: str | None = None) -> None:
         for route in [r for r in self._loaded if r != keep]:
