@@ -6,12 +6,17 @@ The same pipeline, on the same machine in the same run, two ways:
   warmed up, then called in a loop, one image per call, with the same steps, size, guidance
   and a CPU generator per image, ``output_type="pil"``, plus the same Lanczos upscale to the
   delivered size that imagegate does (no PNG encoding, no storage). A second reference row
-  calls it with ``max_batch`` images per call, to show what batching alone can gain.
+  calls it with ``max_batch`` images per call, to show what batching alone can gain. It
+  has glibc's default malloc, as a plain script does; ``--direct-reuse-memory`` gives it
+  the settings of imagegate's model process, to compare imagegate's own overhead alone.
 - **imagegate**: a real ``imagegate serve`` subprocess on 127.0.0.1 (process isolation,
   SQLite in a temporary data directory, ``warm = true``) serving that pipeline through a
   registry entry with the same options; N closed-loop clients each submit one job
   (``n = 1``, ``enable_sync_mode``, distinct seeds) and the next as soon as it completes,
   until the scenario's images are made, encoded and stored.
+
+On a CPU both are loaded at once and take turns (``--rounds``, 3 by default), so the
+machine's drift in speed falls on both; on a GPU the direct rows run before and after.
 
     # defaults: tiny-sd rendered at the full 1024x1024, ~1.5 s an image on a 2-core CPU
     python benchmarks/backend_overhead.py
@@ -24,8 +29,9 @@ The same pipeline, on the same machine in the same run, two ways:
 Goals (the issue's): >= 0.95x the direct loop at 1 client; >= 1.5x at 8 clients where the
 model is small enough for batching to pay (the table says n/a where batching the direct
 pipeline itself gains less than that). The ratio only means something where the model's
-time per image dominates imagegate's fixed cost per job (PNG encoding of the delivered
-image, about 50-100 ms per megapixel on a slow CPU core). The server, its model process
+time per image dominates imagegate's fixed cost per job (the output check, PNG encoding
+and storing of the delivered image and the HTTP round trips: about 65 ms for a 1024x1024
+image on a 2-core CPU). The server, its model process
 and the scratch directories are removed on exit, Ctrl-C included.
 """
 
