@@ -72,7 +72,7 @@ class _Running:
     items: list[_Waiting]
     stop: anyio.Event = field(default_factory=anyio.Event)
 
-    def one_left(self) -> None:
+    def job_left(self) -> None:
         if all(item.cancelled.is_set() for item in self.items):
             self.stop.set()
 
@@ -105,7 +105,7 @@ class Batcher:
                 async def leave_on_cancel() -> None:
                     await cancelled.wait()
                     if item.running is not None:
-                        item.running.one_left()
+                        item.running.job_left()
                     group.cancel_scope.cancel()
 
                 group.start_soon(leave_on_cancel)
