@@ -128,3 +128,26 @@ def test_the_checker_finds_what_the_unfiltered_detector_finds(checker: NudeNetCh
 def _blob(image: Image.Image) -> np.ndarray:
     blob: np.ndarray = nudenet_module._read_image(np.asarray(image.convert("RGBA")), 320)[0]
     return blob
+
+
+def test_the_model_sees_what_nudenet_would_give_it_for_any_shape_and_mode(
+    checker: NudeNetChecker,
+) -> None:
+    """The checker's preprocessing (from RGB) makes exactly the model input and geometry
+    that nudenet's own makes from the RGBA array it asks for: square, wide, tall and odd
+    images, and other modes. The rest of the check is nudenet's own code."""
+    rng = random.Random(3)
+    images = [
+        Image.merge("RGB", [Image.effect_noise((w, h), rng.randrange(20, 90)) for _ in "RGB"])
+        for w, h in ((512, 512), (1360, 768), (768, 1360), (333, 517))
+    ]
+    images += [benign_images()[-1], images[1].convert("L"), images[2].convert("RGBA")]
+    for image in images:
+        blob, geometry = checker.model_input(image)
+        theirs = nudenet_module._read_image(np.asarray(image.convert("RGBA")), 320)
+        assert np.array_equal(blob, theirs[0])
+        x_ratio, y_ratio, x_pad, y_pad, width, height = theirs[1:]
+        assert geometry == (x_pad, y_pad, x_ratio, y_ratio, width, height)
+        assert checker.detections(image) == checker._detector.detect(
+            np.asarray(image.convert("RGBA"))
+        )

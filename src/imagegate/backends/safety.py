@@ -60,11 +60,34 @@ class NudeNetChecker:
         )
 
     def detections(self, image: Image.Image) -> list[dict[str, Any]]:
+        """nudenet's ``detect``, step for step, from RGB rather than RGBA pixels."""
+        from nudenet import nudenet
+
+        blob, geometry = self.model_input(image)
+        outputs = self._detector.onnx_session.run(None, {self._detector.input_name: blob})
+        found: list[dict[str, Any]] = nudenet._postprocess(
+            outputs, *geometry, self._detector.input_width, self._detector.input_height
+        )
+        return found
+
+    def model_input(
+        self, image: Image.Image
+    ) -> tuple[Any, tuple[int, int, float, float, int, int]]:
+        """What nudenet's own ``_read_image`` makes of the image: the model's input and
+        (x_pad, y_pad, x_ratio, y_ratio, width, height). nudenet wants RGBA pixels, turns
+        them into BGR and swaps that back to RGB while resizing; an RGBA copy of a 1024x1024
+        image took about 9 ms of a 25 ms check. From RGB, the input is the same."""
+        import cv2
         import numpy as np
 
-        # NudeNet converts RGBA to BGR itself; a plain RGB array would be read as BGR.
-        found: list[dict[str, Any]] = self._detector.detect(np.asarray(image.convert("RGBA")))
-        return found
+        pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        height, width = pixels.shape[:2]
+        side = max(width, height)
+        # As nudenet does: padded at the right or bottom to a square, then resized.
+        square = cv2.copyMakeBorder(pixels, 0, side - height, 0, side - width, cv2.BORDER_CONSTANT)
+        size = (self._detector.input_width, self._detector.input_height)
+        blob = cv2.dnn.blobFromImage(square, 1 / 255.0, size, (0, 0, 0), swapRB=False)
+        return blob, (side - width, side - height, side / width, side / height, width, height)
 
     def check(self, images: Sequence[Image.Image]) -> list[bool]:
         return [
