@@ -18,13 +18,9 @@ import tempfile
 import time
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any
 
 import torch
-
-from imagegate.testing import tiny_pipelines
-
-PROMPT = "a red horse"
+from bare_pipeline import MODELS, load, save, timed_call
 
 
 def neighbour(stop: Event, ready: Event, busy_s: float, period_s: float) -> None:
@@ -36,19 +32,9 @@ def neighbour(stop: Event, ready: Event, busy_s: float, period_s: float) -> None
         time.sleep(period_s - busy_s)
 
 
-def load(model: str, directory: Path) -> Any:
-    from diffusers import FluxPipeline, StableDiffusionPipeline
-
-    pipeline: Any = FluxPipeline if model == "tiny-flux" else StableDiffusionPipeline
-    save = tiny_pipelines.save_tiny_flux if model == "tiny-flux" else tiny_pipelines.save_tiny_sd
-    pipe = pipeline.from_pretrained(save(directory))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", choices=["tiny-flux", "tiny-sd"], default="tiny-flux")
+    parser.add_argument("--model", choices=MODELS, default="tiny-flux")
     parser.add_argument("--busy-ms", type=float, default=0.2)
     parser.add_argument("--period-ms", type=float, default=100.0)
     parser.add_argument("--threads", type=int, default=None, help="default: torch's own")
@@ -59,20 +45,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        pipe = load(args.model, Path(tmp) / "model")
+        pipe = load(args.model, save(args.model, Path(tmp) / "model"))
 
         def call(seed: int) -> float:
-            started = time.perf_counter()
-            pipe(
-                prompt=[PROMPT],
-                num_inference_steps=4,
-                width=args.side,
-                height=args.side,
-                guidance_scale=0.0,
-                generator=[torch.Generator("cpu").manual_seed(seed)],
-                output_type="pil",
-            )
-            return time.perf_counter() - started
+            return timed_call(pipe, args.side, seed)
 
         call(0)
         context = multiprocessing.get_context("spawn")

@@ -17,11 +17,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-PROMPT = "a red horse"
+# Imports nothing heavy: the child applies its malloc settings before torch allocates.
+from bare_pipeline import MODELS, load, save, timed_call
 
 
 def measure(model: str, directory: Path, side: int, calls: int, reuse: bool) -> dict[str, Any]:
@@ -29,25 +29,10 @@ def measure(model: str, directory: Path, side: int, calls: int, reuse: bool) -> 
 
     if reuse and not allocator.keep_freed_memory():
         sys.exit("this C library is not glibc: nothing to compare")
-    import torch
-    from diffusers import FluxPipeline, StableDiffusionPipeline
-
-    pipeline: Any = FluxPipeline if model == "tiny-flux" else StableDiffusionPipeline
-    pipe = pipeline.from_pretrained(directory)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load(model, directory)
 
     def call(seed: int) -> float:
-        started = time.perf_counter()
-        pipe(
-            prompt=[PROMPT],
-            num_inference_steps=4,
-            width=side,
-            height=side,
-            guidance_scale=0.0,
-            generator=[torch.Generator("cpu").manual_seed(seed)],
-            output_type="pil",
-        )
-        return time.perf_counter() - started
+        return timed_call(pipe, side, seed)
 
     call(0)
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -63,7 +48,7 @@ def measure(model: str, directory: Path, side: int, calls: int, reuse: bool) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["tiny-flux", "tiny-sd"], default="tiny-flux")
+    parser.add_argument("--model", choices=MODELS, default="tiny-flux")
     parser.add_argument("--side", type=int, default=1024, help="render size in pixels")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=4, help="per side per round")
@@ -75,14 +60,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from imagegate.testing import tiny_pipelines
-
-    save = (
-        tiny_pipelines.save_tiny_flux if args.model == "tiny-flux" else tiny_pipelines.save_tiny_sd
-    )
     results: dict[str, list[dict[str, Any]]] = {"default": [], "reuse": []}
     with tempfile.TemporaryDirectory() as tmp:
-        directory = save(Path(tmp) / "model")
+        directory = save(args.model, Path(tmp) / "model")
         for _ in range(args.rounds):
             for side in results:
                 command = [
